@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class TasksAppConfig(AppConfig):
+    name = "django_tasks"
+    verbose_name = "Tasks"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (connects the built-in receivers)
+        from .checks import check_tasks
+
+        checks.register(check_tasks)

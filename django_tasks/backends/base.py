@@ -1,0 +1,141 @@
+"""The interface every task backend implements."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterable
+from inspect import iscoroutinefunction
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.checks import messages
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils import timezone
+
+from ..exceptions import InvalidTaskError
+from ..task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
+from ..utils import is_global_function, json_normalize
+
+T = TypeVar("T")
+
+
+def has_databases() -> bool:
+    """Return whether the project configures a real database."""
+    databases = getattr(settings, "DATABASES", None) or {}
+    return any(
+        db.get("ENGINE", "") not in ("", "django.db.backends.dummy") for db in databases.values()
+    )
+
+
+def database_access_forbidden() -> bool:
+    """Return whether database access is blocked, as in a SimpleTestCase."""
+    # SimpleTestCase replaces `connect` with django.test.testcases._DatabaseFailure;
+    # match it by name so production code never imports django.test.
+    return any(
+        type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all()
+    )
+
+
+class BaseTaskBackend(metaclass=ABCMeta):
+    """Validate, enqueue and (optionally) fetch task results."""
+
+    task_class = Task
+
+    # Can tasks be enqueued with run_after?
+    supports_defer = False
+    # Can coroutine functions be enqueued?
+    supports_async_task = False
+    # Can results be retrieved later, from any thread or process?
+    supports_get_result = False
+
+    def __init__(self, options: dict[str, Any] | str, params: dict[str, Any] | None = None) -> None:
+        # Django 6's django.tasks builds backends as (alias, params); accept both forms.
+        if isinstance(options, str):
+            options = {**(params or {}), "ALIAS": options}
+        self.alias: str = options["ALIAS"]
+        self.queues: set[str] = set(options.get("QUEUES", ["default"]))
+        self.enqueue_on_commit: bool = bool(options.get("ENQUEUE_ON_COMMIT", True))
+        self.options: dict[str, Any] = dict(options.get("OPTIONS", {}))
+
+    def _get_enqueue_on_commit_for_task(self, task: Task[Any, Any]) -> bool:
+        """Return whether this task's enqueue waits for the transaction to commit."""
+        if not has_databases():
+            return False
+        if database_access_forbidden():
+            return False
+        if isinstance(task.enqueue_on_commit, bool):
+            return task.enqueue_on_commit
+        return self.enqueue_on_commit
+
+    def _enqueue_or_defer(
+        self, task: Task[Any, Any], func: Callable[[], None], using: str | None = None
+    ) -> None:
+        """Run ``func`` now, or when the transaction on ``using`` commits."""
+        if self._get_enqueue_on_commit_for_task(task):
+            transaction.on_commit(func, using=using or DEFAULT_DB_ALIAS)
+        else:
+            func()
+
+    def validate_task(self, task: Task[Any, Any]) -> None:
+        """Raise InvalidTaskError if this backend cannot run ``task``."""
+        if not is_global_function(task.func):
+            raise InvalidTaskError("Task function must be a globally importable function")
+        if not self.supports_async_task and iscoroutinefunction(task.func):
+            raise InvalidTaskError("Backend does not support async tasks")
+        if (
+            not isinstance(task.priority, (int, float))
+            or isinstance(task.priority, bool)
+            or task.priority < MIN_PRIORITY
+            or task.priority > MAX_PRIORITY
+            or int(task.priority) != task.priority
+        ):
+            raise InvalidTaskError(
+                f"priority must be a whole number between {MIN_PRIORITY} and {MAX_PRIORITY}"
+            )
+        if not self.supports_defer and task.run_after is not None:
+            raise InvalidTaskError("Backend does not support run_after")
+        if task.run_after is not None and not timezone.is_aware(task.run_after):
+            raise InvalidTaskError("run_after must be an aware datetime")
+        if self.queues and task.queue_name not in self.queues:
+            raise InvalidTaskError(f"Queue '{task.queue_name}' is not valid for backend")
+
+    def _normalize_arguments(
+        self, args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Return JSON-normalised arguments; TypeError if they are not JSON."""
+        try:
+            return json_normalize(list(args)), json_normalize(kwargs)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(f"Task arguments must be JSON-serializable: {e}") from e
+
+    @abstractmethod
+    def enqueue(
+        self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[T]:
+        """Queue ``task`` to run with these arguments."""
+
+    async def aenqueue(
+        self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
+    ) -> TaskResult[T]:
+        """Queue ``task`` to run with these arguments."""
+        return await sync_to_async(self.enqueue, thread_sensitive=True)(
+            task=task, args=args, kwargs=kwargs
+        )
+
+    def get_result(self, result_id: str) -> TaskResult[Any]:
+        """Return the result with this id."""
+        raise NotImplementedError("This backend does not support retrieving or refreshing results.")
+
+    async def aget_result(self, result_id: str) -> TaskResult[Any]:
+        """Return the result with this id."""
+        return await sync_to_async(self.get_result, thread_sensitive=True)(result_id=result_id)
+
+    def check(self, **kwargs: Any) -> Iterable[messages.CheckMessage]:
+        """Yield system check messages about this backend's configuration."""
+        if self.enqueue_on_commit and not has_databases():
+            yield messages.CheckMessage(
+                messages.ERROR,
+                "`ENQUEUE_ON_COMMIT` cannot be used when no databases are configured",
+                hint="Set `ENQUEUE_ON_COMMIT` to False",
+            )

@@ -1,0 +1,249 @@
+"""Tasks, their results and result statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from inspect import iscoroutinefunction
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.db.models.enums import TextChoices
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .exceptions import ResultDoesNotExist
+from .utils import SerializedExceptionDict, exception_from_dict, get_module_path
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .backends.base import BaseTaskBackend
+
+DEFAULT_TASK_BACKEND_ALIAS = "default"
+DEFAULT_QUEUE_NAME = "default"
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+DEFAULT_PRIORITY = 0
+
+TASK_REFRESH_ATTRS = {
+    "_exception_data",
+    "_return_value",
+    "finished_at",
+    "started_at",
+    "status",
+    "enqueued_at",
+}
+
+
+class ResultStatus(TextChoices):
+    """Where a task result is in its life."""
+
+    NEW = ("NEW", _("New"))
+    RUNNING = ("RUNNING", _("Running"))
+    FAILED = ("FAILED", _("Failed"))
+    COMPLETE = ("COMPLETE", _("Complete"))
+
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True)
+class Task(Generic[P, T]):
+    """A function that a backend runs in the background."""
+
+    priority: int
+    func: Callable[P, T]
+    backend: str
+    queue_name: str = DEFAULT_QUEUE_NAME
+    run_after: datetime | None = None
+    enqueue_on_commit: bool | None = None
+
+    def __post_init__(self) -> None:
+        self.get_backend().validate_task(self)
+
+    @property
+    def name(self) -> str:
+        """The function's name."""
+        return self.func.__name__
+
+    @property
+    def module_path(self) -> str:
+        """The dotted path that imports this task."""
+        return get_module_path(self.func)
+
+    def using(
+        self,
+        *,
+        priority: int | None = None,
+        queue_name: str | None = None,
+        run_after: datetime | timedelta | None = None,
+        backend: str | None = None,
+    ) -> Self:
+        """Return a copy of the task with the given attributes changed."""
+        changes: dict[str, Any] = {}
+        if priority is not None:
+            changes["priority"] = priority
+        if queue_name is not None:
+            changes["queue_name"] = queue_name
+        if run_after is not None:
+            if isinstance(run_after, timedelta):
+                changes["run_after"] = timezone.now() + run_after
+            else:
+                changes["run_after"] = run_after
+        if backend is not None:
+            changes["backend"] = backend
+        return replace(self, **changes)
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
+        """Queue the task to run with these arguments."""
+        return self.get_backend().enqueue(self, args, kwargs)
+
+    async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
+        """Queue the task to run with these arguments."""
+        return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def get_result(self, result_id: str) -> TaskResult[T]:
+        """Return the result of this task with the given id."""
+        result = self.get_backend().get_result(result_id)
+        if result.task.func is not self.func:
+            raise ResultDoesNotExist
+        return cast("TaskResult[T]", result)
+
+    async def aget_result(self, result_id: str) -> TaskResult[T]:
+        """Return the result of this task with the given id."""
+        result = await self.get_backend().aget_result(result_id)
+        if result.task.func is not self.func:
+            raise ResultDoesNotExist
+        return cast("TaskResult[T]", result)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the function now, in this thread."""
+        if iscoroutinefunction(self.func):
+            return async_to_sync(self.func)(*args, **kwargs)  # type: ignore[no-any-return]
+        return self.func(*args, **kwargs)
+
+    async def acall(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the function now, awaiting it."""
+        if iscoroutinefunction(self.func):
+            return await self.func(*args, **kwargs)  # type: ignore[no-any-return]
+        return await sync_to_async(self.func)(*args, **kwargs)
+
+    def get_backend(self) -> BaseTaskBackend:
+        """Return this task's backend instance."""
+        from . import tasks
+
+        return tasks[self.backend]
+
+
+@overload
+def task(function: Callable[P, T], /) -> Task[P, T]: ...
+
+
+@overload
+def task(
+    *,
+    priority: int = DEFAULT_PRIORITY,
+    queue_name: str = DEFAULT_QUEUE_NAME,
+    backend: str = DEFAULT_TASK_BACKEND_ALIAS,
+    enqueue_on_commit: bool | None = None,
+) -> Callable[[Callable[P, T]], Task[P, T]]: ...
+
+
+def task(
+    function: Callable[P, T] | None = None,
+    *,
+    priority: int = DEFAULT_PRIORITY,
+    queue_name: str = DEFAULT_QUEUE_NAME,
+    backend: str = DEFAULT_TASK_BACKEND_ALIAS,
+    enqueue_on_commit: bool | None = None,
+) -> Task[P, T] | Callable[[Callable[P, T]], Task[P, T]]:
+    """Turn a module-level function into a task (usable bare or called)."""
+    from . import tasks
+
+    def wrapper(f: Callable[P, T]) -> Task[P, T]:
+        return tasks[backend].task_class(  # type: ignore[no-any-return]
+            priority=priority,
+            func=f,
+            queue_name=queue_name,
+            backend=backend,
+            enqueue_on_commit=enqueue_on_commit,
+        )
+
+    if function:
+        return wrapper(function)
+    return wrapper
+
+
+@dataclass(frozen=True)
+class TaskResult(Generic[T]):
+    """The state of one enqueued run of a task."""
+
+    task: Task[Any, T]
+    id: str
+    status: ResultStatus
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    backend: str
+
+    _return_value: T | None = field(init=False, default=None)
+    _exception_data: SerializedExceptionDict | None = field(init=False, default=None)
+
+    @property
+    def return_value(self) -> T | None:
+        """The task's return value; raises ValueError until it completed."""
+        if self.status == ResultStatus.COMPLETE:
+            return self._return_value
+        if self.status == ResultStatus.FAILED:
+            raise ValueError("Task failed")
+        raise ValueError("Task has not finished yet")
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception a failed task raised (class and arguments only)."""
+        if self.status == ResultStatus.FAILED and self._exception_data is not None:
+            return exception_from_dict(self._exception_data)
+        return None
+
+    @property
+    def traceback(self) -> str | None:
+        """The formatted traceback of a failed task."""
+        if self.status == ResultStatus.FAILED and self._exception_data is not None:
+            return self._exception_data["exc_traceback"]
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the task has completed or failed."""
+        return self.status in {ResultStatus.COMPLETE, ResultStatus.FAILED}
+
+    def refresh(self) -> None:
+        """Reload this result's state from its backend."""
+        self._copy_from(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        """Reload this result's state from its backend."""
+        self._copy_from(await self.task.get_backend().aget_result(self.id))
+
+    def _copy_from(self, refreshed: TaskResult[Any]) -> None:
+        for attr in TASK_REFRESH_ATTRS:
+            object.__setattr__(self, attr, getattr(refreshed, attr))
+
+
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "DEFAULT_QUEUE_NAME",
+    "DEFAULT_TASK_BACKEND_ALIAS",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
+    "ResultStatus",
+    "Task",
+    "TaskResult",
+    "task",
+]
+
