@@ -1,0 +1,226 @@
+"""The task result table, its querysets, and the worker registry."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import django
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import SuspiciousOperation
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from django.utils.translation import gettext_lazy as _
+
+from django_tasks.task import (
+    DEFAULT_PRIORITY,
+    DEFAULT_QUEUE_NAME,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    ResultStatus,
+    Task,
+)
+from django_tasks.utils import exception_to_dict, retry
+
+from .utils import normalize_uuid
+
+if TYPE_CHECKING:
+    from .backend import TaskResult
+
+logger = logging.getLogger("django_tasks.backends.database")
+
+_CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
+
+
+class DBTaskResultQuerySet(models.QuerySet["DBTaskResult"]):
+    def ready(self) -> DBTaskResultQuerySet:
+        """Return tasks that are ready to run now."""
+        return self.filter(
+            Q(run_after__lte=timezone.now()) | Q(run_after__isnull=True),
+            status=ResultStatus.NEW,
+        )
+
+    def new(self) -> DBTaskResultQuerySet:
+        """Return tasks that have not started."""
+        return self.filter(status=ResultStatus.NEW)
+
+    def complete(self) -> DBTaskResultQuerySet:
+        """Return tasks that completed."""
+        return self.filter(status=ResultStatus.COMPLETE)
+
+    def failed(self) -> DBTaskResultQuerySet:
+        """Return tasks that failed."""
+        return self.filter(status=ResultStatus.FAILED)
+
+    def running(self) -> DBTaskResultQuerySet:
+        """Return tasks that are running."""
+        return self.filter(status=ResultStatus.RUNNING)
+
+    def finished(self) -> DBTaskResultQuerySet:
+        """Return tasks that completed or failed."""
+        return self.filter(status__in=[ResultStatus.COMPLETE, ResultStatus.FAILED])
+
+    @retry()
+    def get_locked(self) -> DBTaskResult | None:
+        """Return the first row, locked (skipping rows locked elsewhere), or None."""
+        return self.select_for_update(skip_locked=True).first()
+
+
+class DBTaskResult(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+
+    status = models.CharField(
+        _("status"),
+        choices=ResultStatus.choices,
+        default=ResultStatus.NEW,
+        max_length=max(len(value) for value in ResultStatus.values),
+    )
+
+    enqueued_at = models.DateTimeField(_("enqueued at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True)
+
+    args_kwargs = models.JSONField(_("args kwargs"))
+
+    priority = models.IntegerField(_("priority"), default=DEFAULT_PRIORITY)
+
+    task_path = models.TextField(_("task path"))
+
+    queue_name = models.TextField(_("queue name"), default=DEFAULT_QUEUE_NAME)
+    backend_name = models.TextField(_("backend name"))
+
+    run_after = models.DateTimeField(_("run after"), null=True)
+
+    return_value = models.JSONField(_("return value"), default=None, null=True)
+
+    exception_data = models.JSONField(_("exception data"), default=None, null=True)
+
+    # Beyond upstream: which worker process holds a RUNNING row (for recovery),
+    # and the failures of earlier attempts kept by retry().
+    worker_id = models.UUIDField(_("worker id"), null=True, blank=True)
+    attempts = models.JSONField(_("attempts"), default=list, blank=True)
+
+    objects = DBTaskResultQuerySet.as_manager()
+
+    class Meta:
+        ordering = [
+            F("priority").desc(),
+            F("run_after").desc(nulls_last=True),
+            "enqueued_at",
+        ]
+        verbose_name = _("Task Result")
+        verbose_name_plural = _("Task Results")
+        constraints = [
+            models.CheckConstraint(
+                # `check` was renamed `condition` in Django 5.1 (and removed in 6.0).
+                **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},
+                name="priority_range",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} ({self.id})"
+
+    @property
+    def task(self) -> Task[Any, Any]:
+        """Import the task this row runs, configured as the row says."""
+        task = import_string(self.task_path)
+
+        if not isinstance(task, Task):
+            raise SuspiciousOperation(f"Task {self.id} does not point to a Task ({self.task_path})")
+
+        return task.using(
+            priority=self.priority,
+            queue_name=self.queue_name,
+            run_after=self.run_after,
+            backend=self.backend_name,
+        )
+
+    @property
+    def task_result(self) -> TaskResult[Any]:
+        """The public TaskResult for this row."""
+        from .backend import TaskResult
+
+        try:
+            exception_data = self.exception_data
+        except (TypeError, ValueError):
+            exception_data = None
+
+        task_result = TaskResult[Any](
+            db_result=self,
+            task=self.task,
+            id=normalize_uuid(self.id),
+            status=ResultStatus(self.status),
+            enqueued_at=self.enqueued_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            args=self.args_kwargs["args"],
+            kwargs=self.args_kwargs["kwargs"],
+            backend=self.backend_name,
+        )
+
+        object.__setattr__(task_result, "_return_value", self.return_value)
+        object.__setattr__(task_result, "_exception_data", exception_data)
+
+        return task_result
+
+    @retry(backoff_delay=0)
+    def claim(self, worker_id: uuid.UUID | str | None = None) -> None:
+        """Mark the task RUNNING (held by ``worker_id``)."""
+        self.status = ResultStatus.RUNNING
+        self.started_at = timezone.now()
+        self.worker_id = worker_id  # type: ignore[assignment]
+        self.save(update_fields=["status", "started_at", "worker_id"])
+
+    @retry()
+    def set_complete(self, return_value: Any) -> None:
+        """Record a successful run."""
+        self.status = ResultStatus.COMPLETE
+        self.finished_at = timezone.now()
+        self.exception_data = None
+        self.return_value = return_value
+        self.save(update_fields=["status", "return_value", "finished_at", "exception_data"])
+
+    @retry()
+    def set_failed(self, exc: BaseException) -> None:
+        """Record a failed run and its exception."""
+        self.status = ResultStatus.FAILED
+        self.finished_at = timezone.now()
+        try:
+            self.exception_data = exception_to_dict(exc)
+        except Exception:
+            logger.exception("Task id=%s unable to save exception", self.id)
+            self.exception_data = None
+        self.return_value = None
+        self.save(update_fields=["status", "return_value", "finished_at", "exception_data"])
+
+
+class DBWorker(models.Model):
+    """A running db_worker process, as last reported by its heartbeat."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    backend_name = models.TextField(_("backend name"))
+    host = models.TextField(_("host"))
+    pid = models.IntegerField(_("pid"))
+    queues = models.JSONField(_("queues"), default=list)
+    threads = models.IntegerField(_("threads"), default=1)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), default=timezone.now)
+    tasks_done = models.IntegerField(_("tasks done"), default=0)
+    tasks_failed = models.IntegerField(_("tasks failed"), default=0)
+
+    class Meta:
+        verbose_name = _("Worker")
+        verbose_name_plural = _("Workers")
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+    def heartbeat_age(self, now: datetime | None = None) -> float:
+        """Seconds since the last heartbeat."""
+        return ((now or timezone.now()) - self.last_heartbeat_at).total_seconds()

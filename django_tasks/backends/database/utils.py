@@ -1,0 +1,55 @@
+"""Database helpers: exclusive transactions on SQLite, UUID normalisation."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID
+
+import django
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+
+def connection_requires_manual_exclusive_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Return whether an exclusive transaction needs a manual BEGIN EXCLUSIVE."""
+    if connection.vendor != "sqlite":
+        return False
+    if django.VERSION < (5, 1):
+        return True
+    return connection.transaction_mode != "EXCLUSIVE"  # type: ignore[attr-defined,no-any-return]
+
+
+@contextmanager
+def exclusive_transaction(using: str | None = None) -> Generator[Any, None, None]:
+    """Hold an exclusive write transaction (atomic outside SQLite)."""
+    connection = transaction.get_connection(using)
+
+    if connection_requires_manual_exclusive_transaction(connection):
+        if django.VERSION >= (5, 1):
+            raise RuntimeError("Transactions must be EXCLUSIVE")
+
+        with connection.cursor() as c:
+            c.execute("BEGIN EXCLUSIVE")
+            try:
+                yield
+            finally:
+                c.execute("COMMIT")
+    else:
+        with transaction.atomic(using=using):
+            yield
+
+
+def normalize_uuid(val: str | UUID) -> str:
+    """Return a UUID as a dashed lowercase string."""
+    if isinstance(val, str):
+        val = UUID(val)
+    return str(val)
+
+
+__all__ = [
+    "connection_requires_manual_exclusive_transaction",
+    "exclusive_transaction",
+    "normalize_uuid",
+]
