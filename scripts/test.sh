@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# The whole check: what `make test` and CI run.
+#
+#   scripts/test.sh            # prepare + static checks + every pytest run
+#   scripts/test.sh lint       # static checks only (ruff, mypy, django check, migrations)
+#   scripts/test.sh pytest     # pytest runs only
+#
+# Environment:
+#   TEST_ENVS="py311-dj52"           which pytest runs: a venv name (all of its runs) or
+#                                    VENV:DB (e.g. py311-dj52:postgres), space/comma separated.
+#                                    Default: py311-dj52:sqlite py311-dj52:postgres
+#                                             py311-dj42:sqlite py312-dj6:sqlite
+#   PYTEST_ARGS="-x -k worker"       extra pytest arguments (word-split)
+#   PYTEST_TIMEOUT=1200              seconds before one pytest run is killed
+#   SKIP_LINT=1                      skip the static checks in the default mode
+#
+# Every step runs even when an earlier one failed.  The last line printed is
+# `N passed, M failed[, K skipped]` summed over the pytest runs; the exit status is
+# non-zero when any step failed (a pytest run with no tests collected counts as failed).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+
+MODE="${1:-all}"
+case "$MODE" in
+all | lint | pytest) ;;
+*)
+    echo "usage: $0 [all|lint|pytest]" >&2
+    exit 2
+    ;;
+esac
+DO_LINT=1
+DO_PYTEST=1
+[[ "$MODE" == pytest || "${SKIP_LINT:-0}" == 1 ]] && DO_LINT=0
+[[ "$MODE" == lint ]] && DO_PYTEST=0
+
+DEFAULT_RUNS=(py311-dj52:sqlite py311-dj52:postgres py311-dj42:sqlite py312-dj6:sqlite)
+PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-1200}"
+LINT_VENV=py311-dj52
+WORK="$(mktemp -d /tmp/django-tasks-test.XXXXXX)"
+T0=$SECONDS
+
+# --- bookkeeping -------------------------------------------------------------
+STEP_LINES=()
+FAILED_STEPS=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+TOTAL_SKIPPED=0
+
+record() { # name status seconds [detail]
+    STEP_LINES+=("$(printf '%-28s %-6s %5ss  %s' "$1" "$2" "$3" "${4:-}")")
+    [[ "$2" == ok ]] || FAILED_STEPS+=("$1")
+}
+
+banner() { printf '\n===== %s =====\n' "$*"; }
+
+# step NAME CMD...: run a command, record ok/FAIL and its duration.
+step() {
+    local name="$1" t=$SECONDS rc
+    shift
+    banner "$name"
+    "$@"
+    rc=$?
+    if [[ $rc == 0 ]]; then
+        record "$name" ok $((SECONDS - t))
+    else
+        echo "----- $name FAILED (exit $rc)"
+        record "$name" FAIL $((SECONDS - t)) "exit $rc"
+    fi
+    return 0
+}
+
+PG_STARTED=0
+CUR_PID=""
+cleanup() {
+    if [[ -n "$CUR_PID" ]]; then
+        kill -TERM -- "-$CUR_PID" 2>/dev/null || true
+        CUR_PID=""
+    fi
+    if [[ $PG_STARTED == 1 ]]; then
+        "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1 || true
+        PG_STARTED=0
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'echo "interrupted" >&2; exit 130' INT TERM
+
+# --- which pytest runs --------------------------------------------------------
+RUNS=()
+if [[ $DO_PYTEST == 1 ]]; then
+    if [[ -z "${TEST_ENVS:-}" ]]; then
+        RUNS=("${DEFAULT_RUNS[@]}")
+    else
+        for item in ${TEST_ENVS//,/ }; do
+            if [[ "$item" == *:* ]]; then
+                venv="${item%%:*}" db="${item#*:}"
+                if [[ -z "${VENV_MATRIX[$venv]:-}" || ! "$db" =~ ^(sqlite|postgres)$ ]]; then
+                    echo "TEST_ENVS: bad entry '$item' (venvs: ${VENV_NAMES[*]}; dbs: sqlite postgres)" >&2
+                    exit 2
+                fi
+                RUNS+=("$item")
+            else
+                found=0
+                for r in "${DEFAULT_RUNS[@]}"; do
+                    if [[ "${r%%:*}" == "$item" ]]; then
+                        RUNS+=("$r")
+                        found=1
+                    fi
+                done
+                if [[ $found == 0 ]]; then
+                    echo "TEST_ENVS: unknown venv '$item' (known: ${VENV_NAMES[*]})" >&2
+                    exit 2
+                fi
+            fi
+        done
+    fi
+fi
+
+NEED_VENVS=()
+add_venv() {
+    local v
+    for v in "${NEED_VENVS[@]}"; do [[ "$v" == "$1" ]] && return; done
+    NEED_VENVS+=("$1")
+}
+[[ $DO_LINT == 1 ]] && add_venv "$LINT_VENV"
+NEED_PG=0
+for r in "${RUNS[@]}"; do
+    add_venv "${r%%:*}"
+    [[ "${r#*:}" == postgres ]] && NEED_PG=1
+done
+
+# --- prepare: venvs and chromium in parallel, then PostgreSQL ------------------
+prepare() {
+    local pids=() names=() i rc=0 v
+    for v in "${NEED_VENVS[@]}"; do
+        "$ROOT/scripts/venv.sh" "$v" >"$WORK/venv-$v.out" 2>&1 &
+        pids+=($!)
+        names+=("venv $v")
+    done
+    if [[ ${#RUNS[@]} -gt 0 ]]; then
+        ensure_chromium >"$WORK/chromium.out" 2>&1 &
+        pids+=($!)
+        names+=("chromium")
+    fi
+    if [[ $NEED_PG == 1 ]]; then
+        local t=$SECONDS
+        if DJANGO_TASKS_PG_FAST=1 "$ROOT/scripts/pg.sh" start; then
+            PG_STARTED=1
+            echo "postgres: started in $((SECONDS - t))s"
+        else
+            echo "postgres: start FAILED"
+            rc=1
+        fi
+    fi
+    for i in "${!pids[@]}"; do
+        if wait "${pids[$i]}"; then
+            echo "${names[$i]}: ok"
+        else
+            echo "${names[$i]}: FAILED"
+            rc=1
+        fi
+    done
+    for v in "${NEED_VENVS[@]}"; do
+        grep -v '^/' "$WORK/venv-$v.out"
+    done
+    [[ -f "$WORK/chromium.out" ]] && cat "$WORK/chromium.out"
+    return $rc
+}
+step prepare prepare
+
+if [[ $PG_STARTED == 1 ]]; then
+    eval "$("$ROOT/scripts/pg.sh" env)"
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+DJANGO_TASKS_CHROMIUM="$(chromium_path)"
+export DJANGO_TASKS_CHROMIUM
+
+venv_ready() { [[ -f "$ROOT/.venvs/$1/.stamp" ]]; }
+
+# --- static checks -------------------------------------------------------------
+run_mypy() {
+    local targets=() d
+    for d in django_tasks django_tasks_admin tests; do
+        if [[ -n "$(find "$d" -name '*.py' -print -quit 2>/dev/null)" ]]; then
+            targets+=("$d")
+        else
+            echo "mypy: skipping $d (no .py files)"
+        fi
+    done
+    "$V/bin/mypy" "${targets[@]}"
+}
+
+if [[ $DO_LINT == 1 ]]; then
+    V="$ROOT/.venvs/$LINT_VENV"
+    if venv_ready "$LINT_VENV"; then
+        step "ruff check" "$V/bin/ruff" check --output-format=concise .
+        step "ruff format --check" "$V/bin/ruff" format --check .
+        step "mypy" run_mypy
+        step "django check" env TEST_DB=sqlite "$V/bin/python" -m django check --settings=tests.settings
+        step "makemigrations --check" env TEST_DB=sqlite "$V/bin/python" -m django makemigrations \
+            --check --dry-run --settings=tests.settings
+    else
+        record "static checks" FAIL 0 "venv $LINT_VENV missing"
+    fi
+fi
+
+# --- pytest runs ---------------------------------------------------------------
+count() { # count WORD LINE -> the number before WORD in LINE, or 0
+    local n
+    n="$(grep -oE "[0-9]+ $1" <<<"$2" | head -n1 | grep -oE '^[0-9]+')"
+    echo "${n:-0}"
+}
+
+run_pytest() { # venv db
+    local venv="$1" db="$2" name="pytest $1/$2" t=$SECONDS rc log line p f e s xf xp note=""
+    local V="$ROOT/.venvs/$venv"
+    banner "$name"
+    if ! venv_ready "$venv"; then
+        record "$name" FAIL 0 "venv missing"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        return
+    fi
+    if [[ "$db" == postgres && $PG_STARTED != 1 ]]; then
+        record "$name" FAIL 0 "postgres not running"
+        TOTAL_FAILED=$((TOTAL_FAILED + 1))
+        return
+    fi
+    log="$WORK/pytest-$venv-$db.log"
+    local sqlite_dir="$WORK/sqlite-$venv-$db"
+    mkdir -p "$sqlite_dir"
+    # shellcheck disable=SC2086
+    TEST_DB="$db" DJANGO_TASKS_SQLITE_DIR="$sqlite_dir" DJANGO_TASKS_TEST_VENV="$venv" \
+        timeout -k 30 "$PYTEST_TIMEOUT" "$V/bin/python" -m pytest ${PYTEST_ARGS:-} \
+        </dev/null >"$log" 2>&1 &
+    local pid=$!
+    CUR_PID=$pid
+    # Stream the output; leftover subprocesses can't block us (no pipe).
+    tail -n +1 -f --pid="$pid" "$log"
+    wait "$pid"
+    rc=$?
+    # `timeout` leads its own process group: end whatever the tests left behind.
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    CUR_PID=""
+
+    line="$(sed -e 's/\x1b\[[0-9;]*m//g' "$log" |
+        grep -E '([0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran).* in [0-9.]+s' |
+        tail -n1)"
+    p=$(count passed "$line")
+    f=$(count failed "$line")
+    e=$(count 'errors?' "$line")
+    s=$(count skipped "$line")
+    xf=$(count xfailed "$line")
+    xp=$(count xpassed "$line")
+    p=$((p + xp))
+    f=$((f + e))
+    s=$((s + xf))
+    case $rc in
+    0) ;;
+    5) note="no tests collected" ;;
+    124 | 137) note="killed after ${PYTEST_TIMEOUT}s" ;;
+    *) note="exit $rc" ;;
+    esac
+    if [[ $rc != 0 && $f == 0 ]]; then
+        f=1 # a failed run never reports "0 failed"
+        note+=" (counted as 1 failed)"
+    fi
+    TOTAL_PASSED=$((TOTAL_PASSED + p))
+    TOTAL_FAILED=$((TOTAL_FAILED + f))
+    TOTAL_SKIPPED=$((TOTAL_SKIPPED + s))
+    local summary="$p passed, $f failed"
+    [[ $s != 0 ]] && summary+=", $s skipped"
+    echo "----- $name: $summary${note:+ [$note]}"
+    if [[ $rc == 0 ]]; then
+        record "$name" ok $((SECONDS - t)) "$summary"
+    else
+        record "$name" FAIL $((SECONDS - t)) "$summary [$note]"
+    fi
+}
+
+for r in "${RUNS[@]}"; do
+    run_pytest "${r%%:*}" "${r#*:}"
+done
+
+# --- summary -------------------------------------------------------------------
+cleanup
+banner "summary"
+printf '%s\n' "${STEP_LINES[@]}"
+echo "total time: $((SECONDS - T0))s"
+if [[ ${#FAILED_STEPS[@]} -gt 0 ]]; then
+    echo "FAILED steps: $(printf '%s; ' "${FAILED_STEPS[@]}")"
+    rc=1
+else
+    echo "all steps passed"
+    rc=0
+fi
+if [[ ${#RUNS[@]} -gt 0 ]]; then
+    final="$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+    [[ $TOTAL_SKIPPED != 0 ]] && final+=", $TOTAL_SKIPPED skipped"
+    echo "$final"
+fi
+exit $rc
