@@ -7,14 +7,27 @@ from typing import Any
 
 from django.apps.config import AppConfig
 from django.core.checks.messages import CheckMessage
+from django.utils.module_loading import import_string
 
 
-def check_tasks(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> Iterable[CheckMessage]:
+def check_tasks(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> Iterable[CheckMessage]:
     """Yield the check messages of every configured backend."""
     from . import tasks
+    from .backends.base import BaseTaskBackend
 
-    for backend in tasks.all():
+    for alias, params in tasks.settings.items():
         try:
-            yield from backend.check()
+            backend_cls = import_string(params["BACKEND"])
+        except (ImportError, KeyError):
+            backend_cls = None
+        if backend_cls is not None and not (
+            isinstance(backend_cls, type) and issubclass(backend_cls, BaseTaskBackend)
+        ):
+            # A django.tasks backend in a project using both: Django checks it.
+            continue
+        try:
+            yield from tasks[alias].check()
         except NotImplementedError:
             pass

@@ -33,7 +33,9 @@ def clear_tasks_handlers(*, setting: str, **kwargs: Any) -> None:
 
 
 @receiver(task_enqueued)
-def log_task_enqueued(sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any) -> None:
+def log_task_enqueued(
+    sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
+) -> None:
     logger.debug(
         "Task id=%s path=%s enqueued backend=%s",
         task_result.id,
@@ -43,7 +45,9 @@ def log_task_enqueued(sender: type[BaseTaskBackend], task_result: TaskResult[Any
 
 
 @receiver(task_started)
-def log_task_started(sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any) -> None:
+def log_task_started(
+    sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
+) -> None:
     logger.debug(
         "Task id=%s path=%s state=%s",
         task_result.id,
@@ -53,7 +57,9 @@ def log_task_started(sender: type[BaseTaskBackend], task_result: TaskResult[Any]
 
 
 @receiver(task_finished)
-def log_task_finished(sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any) -> None:
+def log_task_finished(
+    sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
+) -> None:
     if task_result.status == ResultStatus.FAILED:
         # Called from the except block, so the active traceback is logged too.
         logger.exception(

@@ -246,4 +246,3 @@ __all__ = [
     "TaskResult",
     "task",
 ]
-

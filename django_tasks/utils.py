@@ -52,7 +52,9 @@ def json_normalize(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
-def retry(*, retries: int = 3, backoff_delay: float = 0.1) -> Callable[[Callable[P, T]], Callable[P, T]]:
+def retry(
+    *, retries: int = 3, backoff_delay: float = 0.1
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Retry the decorated function up to ``retries`` times, sleeping between tries."""
 
     def wrapper(f: Callable[P, T]) -> Callable[P, T]:

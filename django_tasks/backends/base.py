@@ -13,9 +13,9 @@ from django.core.checks import messages
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from ..exceptions import InvalidTaskError
-from ..task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
-from ..utils import is_global_function, json_normalize
+from django_tasks.exceptions import InvalidTaskError
+from django_tasks.task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
+from django_tasks.utils import is_global_function, json_normalize
 
 T = TypeVar("T")
 
@@ -32,9 +32,7 @@ def database_access_forbidden() -> bool:
     """Return whether database access is blocked, as in a SimpleTestCase."""
     # SimpleTestCase replaces `connect` with django.test.testcases._DatabaseFailure;
     # match it by name so production code never imports django.test.
-    return any(
-        type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all()
-    )
+    return any(type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all())
 
 
 class BaseTaskBackend(metaclass=ABCMeta):
@@ -49,10 +47,19 @@ class BaseTaskBackend(metaclass=ABCMeta):
     # Can results be retrieved later, from any thread or process?
     supports_get_result = False
 
-    def __init__(self, options: dict[str, Any] | str, params: dict[str, Any] | None = None) -> None:
-        # Django 6's django.tasks builds backends as (alias, params); accept both forms.
+    def __init__(
+        self,
+        options: dict[str, Any] | str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        alias: str | None = None,
+    ) -> None:
+        # Django 6's django.tasks builds backends as (alias=, params=) when the same
+        # TASKS setting is read by both: accept that form too.
         if isinstance(options, str):
-            options = {**(params or {}), "ALIAS": options}
+            alias, options = options, None
+        if options is None:
+            options = {**(params or {}), "ALIAS": alias}
         self.alias: str = options["ALIAS"]
         self.queues: set[str] = set(options.get("QUEUES", ["default"]))
         self.enqueue_on_commit: bool = bool(options.get("ENQUEUE_ON_COMMIT", True))

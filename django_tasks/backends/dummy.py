@@ -9,9 +9,10 @@ from uuid import uuid4
 
 from django.utils import timezone
 
-from ..exceptions import ResultDoesNotExist
-from ..signals import task_enqueued
-from ..task import ResultStatus, Task, TaskResult
+from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.signals import task_enqueued
+from django_tasks.task import ResultStatus, Task, TaskResult
+
 from .base import BaseTaskBackend
 
 T = TypeVar("T")
@@ -25,8 +26,14 @@ class DummyBackend(BaseTaskBackend):
     # Coroutine functions are accepted (and never run).
     supports_async_task = True
 
-    def __init__(self, options: dict[str, Any] | str, params: dict[str, Any] | None = None) -> None:
-        super().__init__(options, params)
+    def __init__(
+        self,
+        options: dict[str, Any] | str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        alias: str | None = None,
+    ) -> None:
+        super().__init__(options, params, alias=alias)
         self.results: list[TaskResult[Any]] = []
 
     def _store_result(self, result: TaskResult[Any]) -> None:

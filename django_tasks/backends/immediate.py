@@ -11,9 +11,10 @@ from uuid import uuid4
 from asgiref.sync import async_to_sync
 from django.utils import timezone
 
-from ..signals import task_enqueued, task_finished, task_started
-from ..task import ResultStatus, Task, TaskResult
-from ..utils import exception_to_dict, json_normalize
+from django_tasks.signals import task_enqueued, task_finished, task_started
+from django_tasks.task import ResultStatus, Task, TaskResult
+from django_tasks.utils import exception_to_dict, json_normalize
+
 from .base import BaseTaskBackend
 
 logger = logging.getLogger(__name__)
