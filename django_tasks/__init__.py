@@ -51,7 +51,7 @@ def get_tasks_setting() -> dict[str, dict[str, Any]]:
     """Return the project's TASKS, or our default when the project sets none."""
     # Django 6 defines a TASKS default of its own (for django.tasks): only a value
     # the project set itself counts.
-    if not settings.is_overridden("TASKS"):
+    if not settings.is_overridden("TASKS"):  # type: ignore[misc]
         return DEFAULT_TASKS
     value: dict[str, dict[str, Any]] = getattr(settings, "TASKS", DEFAULT_TASKS)
     return value

@@ -135,7 +135,8 @@ class Task(Generic[P, T]):
         """Return this task's backend instance."""
         from . import tasks
 
-        return tasks[self.backend]
+        backend: BaseTaskBackend = tasks[self.backend]
+        return backend
 
 
 @overload

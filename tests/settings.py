@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import django
 
@@ -69,7 +70,7 @@ TEMPLATES = [
 TEST_DB = os.environ.get("TEST_DB", "sqlite")
 
 if TEST_DB == "postgres":
-    DATABASES = {
+    DATABASES: dict[str, dict[str, Any]] = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": os.environ.get("PGDATABASE", "django_tasks"),
