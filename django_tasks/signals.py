@@ -44,16 +44,9 @@ def log_task_enqueued(
     )
 
 
-@receiver(task_started)
-def log_task_started(
-    sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
-) -> None:
-    logger.debug(
-        "Task id=%s path=%s state=%s",
-        task_result.id,
-        task_result.task.module_path,
-        ResultStatus.RUNNING,
-    )
+# No logging receiver for task_started: SPEC §8 has an Immediate run log exactly
+# "enqueued" then the finished record, and the database worker logs its own
+# `state=RUNNING` line (a second one would break its verbosity-3 output).
 
 
 @receiver(task_finished)

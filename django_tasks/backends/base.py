@@ -22,9 +22,13 @@ T = TypeVar("T")
 
 def has_databases() -> bool:
     """Return whether the project configures a real database."""
-    databases = getattr(settings, "DATABASES", None) or {}
-    return any(
-        db.get("ENGINE", "") not in ("", "django.db.backends.dummy") for db in databases.values()
+    # Django's connection handler turns an empty DATABASES into a dummy "default":
+    # that is no database.  Consult both the handler and the setting (either may be
+    # swapped in tests).
+    configured = (connections.settings, getattr(settings, "DATABASES", None) or {})
+    return all(
+        any(db.get("ENGINE", "") not in ("", "django.db.backends.dummy") for db in dbs.values())
+        for dbs in configured
     )
 
 
