@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-
-import django
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import django
 from django.core.exceptions import SuspiciousOperation
 from django.db import models
 from django.db.models import F, Q
@@ -64,10 +63,40 @@ class DBTaskResultQuerySet(models.QuerySet["DBTaskResult"]):
         """Return tasks that completed or failed."""
         return self.filter(status__in=[ResultStatus.COMPLETE, ResultStatus.FAILED])
 
+    def prunable(
+        self,
+        *,
+        min_age_days: int = 14,
+        failed_min_age_days: int | None = None,
+        now: datetime | None = None,
+    ) -> DBTaskResultQuerySet:
+        """Return finished tasks old enough to delete.
+
+        COMPLETE rows qualify once finished ``min_age_days`` ago, FAILED rows once
+        finished ``failed_min_age_days`` ago (None or 0: ``min_age_days``).
+        """
+        complete_before, failed_before = prune_cutoffs(
+            min_age_days=min_age_days, failed_min_age_days=failed_min_age_days, now=now
+        )
+        return self.filter(
+            Q(status=ResultStatus.COMPLETE, finished_at__lte=complete_before)
+            | Q(status=ResultStatus.FAILED, finished_at__lte=failed_before)
+        )
+
     @retry()
     def get_locked(self) -> DBTaskResult | None:
         """Return the first row, locked (skipping rows locked elsewhere), or None."""
         return self.select_for_update(skip_locked=True).first()
+
+
+def prune_cutoffs(
+    *, min_age_days: int, failed_min_age_days: int | None = None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """Return the newest ``finished_at`` that may be pruned, for COMPLETE and FAILED."""
+    now = now or timezone.now()
+    # Upstream quirk: a failed age of 0 means "same as min_age_days", like None.
+    failed_days = failed_min_age_days or min_age_days
+    return now - timedelta(days=min_age_days), now - timedelta(days=failed_days)
 
 
 class DBTaskResult(models.Model):
@@ -117,9 +146,29 @@ class DBTaskResult(models.Model):
         constraints = [
             models.CheckConstraint(
                 # `check` was renamed `condition` in Django 5.1 (and removed in 6.0).
-                **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},
+                **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},  # type: ignore[arg-type]
                 name="priority_range",
             )
+        ]
+        indexes = [
+            # The worker's claim query: ready() rows of one backend and queue, in
+            # model order.  Partial, so it holds only the (few) NEW rows.
+            models.Index(
+                F("backend_name"),
+                F("queue_name"),
+                F("priority").desc(),
+                F("run_after").desc(nulls_last=True),
+                F("enqueued_at"),
+                condition=Q(status=ResultStatus.NEW),
+                name="dtdb_claim_idx",
+            ),
+            # Pruning (status + finished_at range) and "failed, newest first".
+            models.Index(fields=["status", "finished_at"], name="dtdb_status_finished_idx"),
+            # Listings: newest first, optionally filtered by status, queue or task.
+            models.Index(fields=["enqueued_at"], name="dtdb_enqueued_idx"),
+            models.Index(fields=["status", "enqueued_at"], name="dtdb_status_enqueued_idx"),
+            models.Index(fields=["queue_name", "enqueued_at"], name="dtdb_queue_enqueued_idx"),
+            models.Index(fields=["task_path", "enqueued_at"], name="dtdb_task_enqueued_idx"),
         ]
 
     def __str__(self) -> str:
@@ -145,11 +194,6 @@ class DBTaskResult(models.Model):
         """The public TaskResult for this row."""
         from .backend import TaskResult
 
-        try:
-            exception_data = self.exception_data
-        except (TypeError, ValueError):
-            exception_data = None
-
         task_result = TaskResult[Any](
             db_result=self,
             task=self.task,
@@ -164,7 +208,7 @@ class DBTaskResult(models.Model):
         )
 
         object.__setattr__(task_result, "_return_value", self.return_value)
-        object.__setattr__(task_result, "_exception_data", exception_data)
+        object.__setattr__(task_result, "_exception_data", self.exception_data)
 
         return task_result
 
