@@ -10,7 +10,14 @@ from django.test import override_settings
 
 from django_tasks import tasks
 
-DUMMY_TASKS = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
+# ENQUEUE_ON_COMMIT off: a plain pytest function (no django_db mark) may not touch the
+# database, and Django's on-commit machinery asks the connection for its autocommit state.
+DUMMY_TASKS = {
+    "default": {
+        "BACKEND": "django_tasks.backends.dummy.DummyBackend",
+        "ENQUEUE_ON_COMMIT": False,
+    }
+}
 
 
 @pytest.fixture

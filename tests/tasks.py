@@ -45,6 +45,15 @@ async def echo_async(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 @task()
+def argument_types(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Return the type names of the arguments the function was called with."""
+    return {
+        "args": [type(arg).__name__ for arg in args],
+        "kwargs": {key: type(value).__name__ for key, value in kwargs.items()},
+    }
+
+
+@task()
 def failing_task_value_error() -> None:
     raise ValueError("This task failed due to ValueError")
 

@@ -56,6 +56,9 @@ def task_messages(messages: Iterable[CheckMessage]) -> list[CheckMessage]:
 
 
 class CheckRegistrationTests(SimpleTestCase):
+    # Django 6's model checks ask the database about JSONField support.
+    databases = {"default"}
+
     def test_registered(self) -> None:
         assert check_tasks in registry.get_checks()
 
@@ -77,6 +80,8 @@ class CheckRegistrationTests(SimpleTestCase):
     }
 )
 class EnqueueOnCommitCheckTests(SimpleTestCase):
+    databases = {"default"}
+
     def test_no_databases(self) -> None:
         with no_databases():
             errors = list(default_task_backend.check())

@@ -289,3 +289,11 @@ class DummyRealCommitTests(TransactionTestCase):
             test_tasks.noop_task.enqueue()
             raise RuntimeError("roll back")
         assert self.backend.results == []
+
+
+def test_dummy_backend_fixture(dummy_backend: DummyBackend) -> None:
+    assert tasks["default"] is dummy_backend
+    assert dummy_backend.results == []
+    result = test_tasks.noop_task.enqueue(1)
+    assert [r.id for r in dummy_backend.results] == [result.id]
+    assert result.enqueued_at is not None

@@ -88,6 +88,10 @@ class ImmediateBackendTests(SimpleTestCase):
         assert result.kwargs == {"kw": [4]}
         assert result.return_value == {"args": [[1, 2], {"3": "x"}], "kwargs": {"kw": [4]}}
 
+    def test_function_receives_normalised_arguments(self) -> None:
+        result = test_tasks.argument_types.enqueue((1, 2), {3: 4}, k=(5,))
+        assert result.return_value == {"args": ["list", "dict"], "kwargs": {"k": "list"}}
+
     def test_none_return_value(self) -> None:
         result = test_tasks.noop_task.enqueue()
         assert result.status == ResultStatus.COMPLETE

@@ -19,6 +19,14 @@ from tests import tasks as test_tasks
 DUMMY = {"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
 
 
+class CustomDummyBackend(DummyBackend):
+    pass
+
+
+class CustomImmediateBackend(ImmediateBackend):
+    pass
+
+
 class Recorder:
     """Connect to the three task signals and record every send, with a snapshot."""
 
@@ -132,6 +140,27 @@ class DummySignalTests(SimpleTestCase):
         assert call["task_result"] is tasks["default"].results[0]
         assert call["task_result"].id == result.id
         assert call["enqueued_at"] is not None
+
+
+class SubclassSenderTests(SimpleTestCase):
+    @override_settings(TASKS={"default": {"BACKEND": "tests.core.test_signals.CustomDummyBackend"}})
+    def test_dummy_subclass_is_sender(self) -> None:
+        recorder = Recorder(self)
+        test_tasks.noop_task.enqueue()
+        assert [call["sender"] for call in recorder.calls] == [CustomDummyBackend]
+
+    @override_settings(
+        TASKS={
+            "default": {
+                "BACKEND": "tests.core.test_signals.CustomImmediateBackend",
+                "QUEUES": [],
+            }
+        }
+    )
+    def test_immediate_subclass_is_sender(self) -> None:
+        recorder = Recorder(self)
+        test_tasks.noop_task.enqueue()
+        assert [call["sender"] for call in recorder.calls] == [CustomImmediateBackend] * 3
 
 
 class ImmediateOnCommitSignalTests(TestCase):
