@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 import django
 from django.core.exceptions import SuspiciousOperation
 from django.db import models
-from django.db.models import F, Q
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.backends.ddl_references import Statement
+from django.db.models import F, OrderBy, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -99,6 +102,30 @@ def prune_cutoffs(
     return now - timedelta(days=min_age_days), now - timedelta(days=failed_days)
 
 
+class NullsOrderIndex(models.Index):
+    """An index that drops NULLS FIRST/LAST where it cannot be indexed (SQLite, MySQL).
+
+    PostgreSQL needs ``run_after DESC NULLS LAST`` in the index to read rows in model
+    order; SQLite rejects the clause in an index, and its DESC sorts NULLs last anyway.
+    """
+
+    def create_sql(
+        self,
+        model: type[models.Model],
+        schema_editor: BaseDatabaseSchemaEditor,
+        using: str = "",
+        **kwargs: Any,
+    ) -> Statement:
+        index = self
+        if schema_editor.connection.vendor in ("sqlite", "mysql"):
+            index = copy.copy(self)
+            index.expressions = tuple(
+                OrderBy(e.expression, descending=e.descending) if isinstance(e, OrderBy) else e
+                for e in self.expressions
+            )
+        return super(NullsOrderIndex, index).create_sql(model, schema_editor, using=using, **kwargs)
+
+
 class DBTaskResult(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
 
@@ -153,7 +180,7 @@ class DBTaskResult(models.Model):
         indexes = [
             # The worker's claim query: ready() rows of one backend and queue, in
             # model order.  Partial, so it holds only the (few) NEW rows.
-            models.Index(
+            NullsOrderIndex(
                 F("backend_name"),
                 F("queue_name"),
                 F("priority").desc(),

@@ -34,7 +34,11 @@ def exclusive_transaction(using: str | None = None) -> Generator[Any, None, None
             c.execute("BEGIN EXCLUSIVE")
             try:
                 yield
-            finally:
+            except BaseException:
+                # Upstream commits here; keeping half the work of a failed block is worse.
+                c.execute("ROLLBACK")
+                raise
+            else:
                 c.execute("COMMIT")
     else:
         with transaction.atomic(using=using):
