@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """BaseTaskBackend: options, validate_task (order and messages), enqueue-on-commit resolution."""
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ class ValidateTaskTests(SimpleTestCase):
 
     def test_validate_task_directly(self) -> None:
         valid = make_task()
-        assert default_task_backend.validate_task(valid) is None
+        default_task_backend.validate_task(valid)
         invalid = make_task(queue_name="default")
         object.__setattr__(invalid, "queue_name", "other")
         with pytest.raises(InvalidTaskError) as excinfo:

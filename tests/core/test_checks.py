@@ -60,7 +60,8 @@ class CheckRegistrationTests(SimpleTestCase):
     databases = {"default"}
 
     def test_registered(self) -> None:
-        assert check_tasks in registry.get_checks()
+        checks_run: list[Any] = registry.get_checks()
+        assert check_tasks in checks_run
 
     def test_no_messages_for_test_settings(self) -> None:
         assert list(check_tasks()) == []

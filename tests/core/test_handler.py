@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -52,7 +52,9 @@ class _DefaultsWithGlobalTasks:
 
 
 def _tasks_changed() -> None:
-    setting_changed.send(sender=type(settings._wrapped), setting="TASKS", value=None, enter=True)
+    setting_changed.send(
+        sender=type(cast(Any, settings)._wrapped), setting="TASKS", value=None, enter=True
+    )
 
 
 @contextmanager
@@ -69,7 +71,7 @@ def tasks_setting_deleted() -> Iterator[None]:
 def tasks_setting_left_to_django_default() -> Iterator[None]:
     """The project has no TASKS, but Django's global settings define one (Django 6)."""
     with override_settings(TASKS={}):
-        holder = settings._wrapped
+        holder = cast(Any, settings)._wrapped
         del holder.__dict__["TASKS"]
         settings.__dict__.pop("TASKS", None)  # LazySettings' cache
         holder.default_settings = _DefaultsWithGlobalTasks(holder.default_settings)
@@ -167,9 +169,10 @@ class HandlerTests(SimpleTestCase):
     def test_default_task_backend_follows_settings(self) -> None:
         assert default_task_backend == tasks["default"]
         assert isinstance(tasks["default"], DummyBackend)
-        default_task_backend.clear()
+        proxy: Any = default_task_backend
+        proxy.clear()
         result = test_tasks.noop_task.enqueue()
-        assert [r.id for r in default_task_backend.results] == [result.id]
+        assert [r.id for r in proxy.results] == [result.id]
 
 
 class PerThreadTests(SimpleTestCase):
@@ -267,7 +270,7 @@ class DefaultSettingTests(SimpleTestCase):
         with tasks_setting_left_to_django_default():
             # The simulation: TASKS reads as Django's own default, not set by the project.
             assert settings.TASKS == DJANGO_GLOBAL_TASKS
-            assert not settings.is_overridden("TASKS")
+            assert not cast(Any, settings).is_overridden("TASKS")
             self._assert_default_immediate()
         assert settings.TASKS["default"]["QUEUES"] == []
         assert tasks["default"].queues == set()
@@ -277,5 +280,5 @@ class DefaultSettingTests(SimpleTestCase):
         with override_settings(
             TASKS={"default": {"BACKEND": "django_tasks.backends.dummy.DummyBackend"}}
         ):
-            assert settings.is_overridden("TASKS")
+            assert cast(Any, settings).is_overridden("TASKS")
             assert type(tasks["default"]) is DummyBackend

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """ImmediateBackend: runs each task at once, in the enqueuing thread."""
 
 from __future__ import annotations
@@ -79,6 +80,9 @@ class ImmediateBackendTests(SimpleTestCase):
     def test_timestamps_are_ordered_when_task_takes_time(self) -> None:
         result = test_tasks.sleep_task.enqueue(0.05)
         assert result.return_value == 0.05
+        assert result.enqueued_at is not None
+        assert result.started_at is not None
+        assert result.finished_at is not None
         assert result.finished_at - result.started_at >= timedelta(seconds=0.05)
         assert result.started_at >= result.enqueued_at
 
@@ -121,6 +125,9 @@ class ImmediateBackendTests(SimpleTestCase):
 
         assert result.status == ResultStatus.FAILED
         assert result.is_finished is True
+        assert result.enqueued_at is not None
+        assert result.started_at is not None
+        assert result.finished_at is not None
         assert result.enqueued_at <= result.started_at <= result.finished_at
         with pytest.raises(ValueError) as excinfo:
             result.return_value  # noqa: B018
@@ -154,6 +161,7 @@ class ImmediateBackendTests(SimpleTestCase):
         assert result.status == ResultStatus.FAILED
         assert type(result.exception) is SystemExit
         assert result.exception.args == ("This task failed due to SystemExit",)
+        assert result.traceback is not None
         assert result.traceback.endswith("SystemExit: This task failed due to SystemExit\n")
         assert result.finished_at is not None
 
@@ -183,6 +191,7 @@ class ImmediateBackendTests(SimpleTestCase):
         assert result._return_value is None
         assert type(result.exception) is TypeError
         assert "is not JSON serializable" in str(result.exception)
+        assert result.traceback is not None
         assert result.traceback.startswith("Traceback (most recent call last):")
         assert "TypeError: " in result.traceback
         with pytest.raises(ValueError) as excinfo:
@@ -210,13 +219,14 @@ class ImmediateBackendTests(SimpleTestCase):
         result = test_tasks.calculate_meaning_of_life_async.enqueue()
         assert result.status == ResultStatus.COMPLETE
         assert result.return_value == 42
-        result = test_tasks.echo_async.enqueue(1, a=(2,))
-        assert result.return_value == {"args": [1], "kwargs": {"a": [2]}}
+        echoed = test_tasks.echo_async.enqueue(1, a=(2,))
+        assert echoed.return_value == {"args": [1], "kwargs": {"a": [2]}}
 
     def test_failing_async_task(self) -> None:
         result = test_tasks.failing_task_async.enqueue()
         assert result.status == ResultStatus.FAILED
         assert type(result.exception) is ValueError
+        assert result.traceback is not None
         assert result.traceback.endswith("ValueError: This async task failed\n")
 
     async def test_aenqueue(self) -> None:

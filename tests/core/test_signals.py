@@ -242,7 +242,9 @@ class LoggingTests(SimpleTestCase):
             ),
         ]
         # The task's own exception is still active when the finished receiver logs it.
-        assert captured.records[1].exc_info[0] is ValueError
+        exc_info = captured.records[1].exc_info
+        assert exc_info is not None
+        assert exc_info[0] is ValueError
 
     def test_success_logs_no_error(self) -> None:
         with self.assertNoLogs("django_tasks", level="WARNING"):

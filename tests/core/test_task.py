@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """The @task decorator and the Task dataclass."""
 
 from __future__ import annotations
@@ -416,7 +417,7 @@ class CallTests(SimpleTestCase):
 
     async def test_acall_raises(self) -> None:
         with pytest.raises(ValueError, match="^This async task failed$"):
-            await test_tasks.failing_task_async.acall()
+            await test_tasks.failing_task_async.acall()  # type: ignore[unused-coroutine]
 
     def test_default_task_backend_is_used(self) -> None:
         assert test_tasks.noop_task.get_backend() == default_task_backend

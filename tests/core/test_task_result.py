@@ -1,3 +1,4 @@
+# mypy: disable-error-code="comparison-overlap"
 """TaskResult and ResultStatus."""
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ class ResultStatusTests(SimpleTestCase):
             "Failed",
             "Complete",
         ]
-        assert ResultStatus.NEW.label == "New"
-        assert ResultStatus.COMPLETE.label == "Complete"
+        assert str(ResultStatus.NEW.label) == "New"
+        assert str(ResultStatus.COMPLETE.label) == "Complete"
 
     def test_labels_are_lazy(self) -> None:
         for member in ResultStatus:
@@ -188,9 +189,11 @@ class ExceptionAndTracebackTests(SimpleTestCase):
         assert type(first) is ValueError
         assert first.args == ("it broke",)
         assert first is not second  # a fresh instance each time
-        assert result.traceback == data["exc_traceback"]
-        assert result.traceback.endswith("ValueError: it broke\n")
-        assert result.traceback.startswith("Traceback (most recent call last):")
+        traceback = result.traceback
+        assert traceback == data["exc_traceback"]
+        assert traceback is not None
+        assert traceback.endswith("ValueError: it broke\n")
+        assert traceback.startswith("Traceback (most recent call last):")
 
     def test_custom_exception_class(self) -> None:
         data = exception_to_dict(InvalidTaskError("bad", 1))
@@ -227,7 +230,7 @@ class RefreshTests(SimpleTestCase):
         tasks["default"].clear()
 
     def _finish_stored(self, result: TaskResult[Any]) -> TaskResult[Any]:
-        stored = tasks["default"].get_result(result.id)
+        stored: TaskResult[Any] = tasks["default"].get_result(result.id)
         now = timezone.now()
         for name, value in {
             "status": ResultStatus.FAILED,
