@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.checks import messages
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from django_tasks.exceptions import InvalidTaskError
@@ -36,7 +37,11 @@ def database_access_forbidden() -> bool:
     """Return whether database access is blocked, as in a SimpleTestCase."""
     # SimpleTestCase replaces `connect` with django.test.testcases._DatabaseFailure;
     # match it by name so production code never imports django.test.
-    return any(type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all())
+    if any(type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all()):
+        return True
+    # pytest-django blocks access (tests without the django_db mark) by replacing
+    # ensure_connection on the wrapper class.
+    return getattr(BaseDatabaseWrapper.ensure_connection, "__name__", "") == "_blocking_wrapper"
 
 
 class BaseTaskBackend(metaclass=ABCMeta):
