@@ -13,9 +13,10 @@
 #   DJANGO_TASKS_PGPORT      port on 127.0.0.1            (default 54329)
 #   DJANGO_TASKS_PG_DIR      root dir: data/, socket, log (default /tmp/django-tasks-pg-$PORT)
 #   DJANGO_TASKS_PG_FAST=1   fsync=off, synchronous_commit=off, full_page_writes=off:
-#                            fine for tests, NOT for benchmarks.  `start` restarts the
-#                            server when it runs in the other mode; `restart` keeps
-#                            the running server's mode unless this is set.
+#                            fine for tests, NOT for benchmarks (=0).  Unset: the mode
+#                            last used with this data dir (so a bare `start`/`restart`
+#                            keeps it).  `start` restarts a server running in the
+#                            other mode.
 #
 # The data dir lives outside the repo because the server runs as the OS user
 # `postgres` (when we are root), which may not be able to enter the checkout.
@@ -28,7 +29,8 @@ PGDATA_DIR="$PG_ROOT/data"
 LOGFILE="$PG_ROOT/server.log"
 MODEFILE="$PG_ROOT/mode"
 DBNAME="django_tasks"
-FAST="${DJANGO_TASKS_PG_FAST:-0}"
+# Mode: explicit setting, else the mode last used with this data dir, else durable.
+FAST="${DJANGO_TASKS_PG_FAST:-$(cat "$MODEFILE" 2>/dev/null || echo 0)}"
 
 find_bindir() {
     local d
@@ -146,8 +148,6 @@ do_restart() {
         do_start
         return
     fi
-    # Keep the mode the server runs in unless DJANGO_TASKS_PG_FAST is given.
-    FAST="${DJANGO_TASKS_PG_FAST:-$(cat "$MODEFILE" 2>/dev/null || echo 0)}"
     echo "$FAST" >"$MODEFILE"
     as_pg "$PG_CTL" restart -D "$PGDATA_DIR" -m fast -w -t 60 -l "$LOGFILE" -o "$(server_opts)" >/dev/null
     wait_ready
@@ -163,7 +163,6 @@ export PGPASSWORD=
 export PGDATABASE=$DBNAME
 export DJANGO_TASKS_PGPORT=$PORT
 export DJANGO_TASKS_PG_DIR=$PG_ROOT
-export DJANGO_TASKS_PG_FAST=$FAST
 export DJANGO_TASKS_PG_SCRIPT=$SCRIPT
 export DJANGO_TASKS_PG_RESTART='$SCRIPT restart'
 export DJANGO_TASKS_PG_CTL=$PG_CTL

@@ -11,7 +11,9 @@
 #                                    Default: py311-dj52:sqlite py311-dj52:postgres
 #                                             py311-dj42:sqlite py312-dj6:sqlite
 #   PYTEST_ARGS="-x -k worker"       extra pytest arguments (word-split)
-#   PYTEST_TIMEOUT=1200              seconds before one pytest run is killed
+#   PYTEST_TIMEOUT=1200              seconds before one pytest run is interrupted (SIGINT,
+#                                    so pytest prints where it hung), then killed 30 s later
+#   FAULTHANDLER_TIMEOUT=300         a test running longer dumps all threads' tracebacks
 #   SKIP_LINT=1                      skip the static checks in the default mode
 #
 # Every step runs even when an earlier one failed.  The last line printed is
@@ -39,6 +41,7 @@ DO_PYTEST=1
 
 DEFAULT_RUNS=(py311-dj52:sqlite py311-dj52:postgres py311-dj42:sqlite py312-dj6:sqlite)
 PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-1200}"
+FAULTHANDLER_TIMEOUT="${FAULTHANDLER_TIMEOUT:-300}"
 LINT_VENV=py311-dj52
 WORK="$(mktemp -d /tmp/django-tasks-test.XXXXXX)"
 T0=$SECONDS
@@ -75,7 +78,12 @@ step() {
 
 PG_STARTED=0
 CUR_PID=""
+TAIL_PID=""
 cleanup() {
+    if [[ -n "$TAIL_PID" ]]; then
+        kill "$TAIL_PID" 2>/dev/null || true
+        TAIL_PID=""
+    fi
     if [[ -n "$CUR_PID" ]]; then
         kill -TERM -- "-$CUR_PID" 2>/dev/null || true
         CUR_PID=""
@@ -235,17 +243,23 @@ run_pytest() { # venv db
     mkdir -p "$sqlite_dir"
     # shellcheck disable=SC2086
     TEST_DB="$db" DJANGO_TASKS_SQLITE_DIR="$sqlite_dir" DJANGO_TASKS_TEST_VENV="$venv" \
-        timeout -k 30 "$PYTEST_TIMEOUT" "$V/bin/python" -m pytest ${PYTEST_ARGS:-} \
+        timeout -s INT -k 30 "$PYTEST_TIMEOUT" "$V/bin/python" -m pytest \
+        -o faulthandler_timeout="$FAULTHANDLER_TIMEOUT" ${PYTEST_ARGS:-} \
         </dev/null >"$log" 2>&1 &
     local pid=$!
     CUR_PID=$pid
-    # Stream the output; leftover subprocesses can't block us (no pipe).
-    tail -n +1 -f --pid="$pid" "$log"
+    # Stream the output; leftover subprocesses can't block us (no pipe).  Both run in
+    # the background so that `wait` (unlike a foreground command) lets traps run.
+    tail -n +1 -f --pid="$pid" "$log" &
+    TAIL_PID=$!
     wait "$pid"
     rc=$?
+    wait "$TAIL_PID"
+    TAIL_PID=""
     # `timeout` leads its own process group: end whatever the tests left behind.
     kill -TERM -- "-$pid" 2>/dev/null || true
     CUR_PID=""
+    [[ -s "$log" && -n "$(tail -c1 "$log")" ]] && echo
 
     line="$(sed -e 's/\x1b\[[0-9;]*m//g' "$log" |
         grep -E '([0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed)|no tests ran).* in [0-9.]+s' |
