@@ -15,6 +15,7 @@
 #                                    so pytest prints where it hung), then killed 30 s later
 #   FAULTHANDLER_TIMEOUT=300         a test running longer dumps all threads' tracebacks
 #   SKIP_LINT=1                      skip the static checks in the default mode
+#   TEST_SUMMARY_FILE=path           also write the final counts line there (.ci/run)
 #
 # Every step runs even when an earlier one failed.  The last line printed is
 # `N passed, M failed[, K skipped]` summed over the pytest runs; the exit status is
@@ -316,5 +317,6 @@ if [[ ${#RUNS[@]} -gt 0 ]]; then
     final="$TOTAL_PASSED passed, $TOTAL_FAILED failed"
     [[ $TOTAL_SKIPPED != 0 ]] && final+=", $TOTAL_SKIPPED skipped"
     echo "$final"
+    [[ -n "${TEST_SUMMARY_FILE:-}" ]] && echo "$final" >"$TEST_SUMMARY_FILE"
 fi
 exit $rc
