@@ -179,7 +179,7 @@ class DBTaskResult(models.Model):
         ]
         indexes = [
             # The worker's claim query: ready() rows of one backend and queue, in
-            # model order.  Partial, so it holds only the (few) NEW rows.
+            # model order.  Partial, so it holds only the NEW rows.
             NullsOrderIndex(
                 F("backend_name"),
                 F("queue_name"),
@@ -188,6 +188,16 @@ class DBTaskResult(models.Model):
                 F("enqueued_at"),
                 condition=Q(status=ResultStatus.NEW),
                 name="dtdb_claim_idx",
+            ),
+            # The same for workers on several queues (or "*"): queue_name is then a
+            # filter, and the index still yields rows in model order (no sort).
+            NullsOrderIndex(
+                F("backend_name"),
+                F("priority").desc(),
+                F("run_after").desc(nulls_last=True),
+                F("enqueued_at"),
+                condition=Q(status=ResultStatus.NEW),
+                name="dtdb_claim_any_queue_idx",
             ),
             # Pruning (status + finished_at range) and "failed, newest first".
             models.Index(fields=["status", "finished_at"], name="dtdb_status_finished_idx"),
