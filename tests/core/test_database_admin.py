@@ -41,6 +41,8 @@ def make_row(**kwargs: Any) -> DBTaskResult:
 
 @override_settings(TASKS=DB_TASKS, ROOT_URLCONF=__name__)
 class DBTaskResultAdminTestCase(TestCase):
+    user: User
+
     @classmethod
     def setUpTestData(cls) -> None:
         cls.user = User.objects.create_superuser("admin", "admin@example.com", "password")

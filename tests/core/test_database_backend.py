@@ -154,6 +154,7 @@ class DatabaseBackendTestCase(TestCase):
 
         assert fetched == result
         assert fetched is not result
+        assert isinstance(fetched, DBBackendTaskResult)
         assert fetched.db_result == DBTaskResult.objects.get(id=result.id)
 
     def test_aget_result_costs_one_query(self) -> None:

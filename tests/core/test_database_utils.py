@@ -8,7 +8,6 @@ import django
 from django.db import OperationalError, connection, connections, transaction
 from django.test import SimpleTestCase, TransactionTestCase
 
-from django_tasks.backends.database import utils
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.utils import (
     connection_requires_manual_exclusive_transaction,
@@ -59,14 +58,14 @@ class ConnectionRequiresManualExclusiveTransactionTestCase(SimpleTestCase):
             assert not connection_requires_manual_exclusive_transaction(fake_connection(vendor))
 
     def test_sqlite_before_django_5_1(self) -> None:
-        with mock.patch.object(utils.django, "VERSION", (5, 0, 0, "final", 0)):
+        with mock.patch.object(django, "VERSION", (5, 0, 0, "final", 0)):
             for mode in (None, "EXCLUSIVE"):
                 assert connection_requires_manual_exclusive_transaction(
                     fake_connection("sqlite", mode)
                 )
 
     def test_sqlite_from_django_5_1(self) -> None:
-        with mock.patch.object(utils.django, "VERSION", (5, 1, 0, "final", 0)):
+        with mock.patch.object(django, "VERSION", (5, 1, 0, "final", 0)):
             assert not connection_requires_manual_exclusive_transaction(
                 fake_connection("sqlite", "EXCLUSIVE")
             )

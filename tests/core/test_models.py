@@ -244,9 +244,11 @@ class DBTaskResultTestCase(TestCase):
         assert row.status == ResultStatus.FAILED
         assert row.finished_at is not None
         assert row.return_value is None
-        assert row.exception_data["exc_type"] == "builtins.ValueError"
-        assert row.exception_data["exc_args"] == ["boom"]
-        assert row.exception_data["exc_traceback"].endswith("ValueError: boom\n")
+        data = row.exception_data
+        assert data is not None
+        assert data["exc_type"] == "builtins.ValueError"
+        assert data["exc_args"] == ["boom"]
+        assert data["exc_traceback"].endswith("ValueError: boom\n")
         result = row.task_result
         assert isinstance(result.exception, ValueError)
         assert result.exception.args == ("boom",)
