@@ -1,0 +1,320 @@
+"""Real db_worker subprocesses against the test database: running, ordering, signals."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from django_tasks import ResultStatus
+from django_tasks.backends.database.models import DBTaskResult, DBWorker
+from tests import tasks as test_tasks
+from tests.worker_helpers import (
+    Workers,
+    fail_with,
+    record_run,
+    run_order,
+    runs,
+    started_then_sleep,
+    wait_until,
+)
+from tests.worker_settings import WORKER_TASKS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def database_backend() -> Iterator[None]:
+    with override_settings(TASKS=WORKER_TASKS):
+        yield
+
+
+@pytest.fixture
+def workers() -> Iterator[Workers]:
+    started = Workers()
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def runs_file(tmp_path: Path) -> str:
+    return str(tmp_path / "runs.txt")
+
+
+def status_of(result: Any) -> ResultStatus:
+    result.refresh()
+    return ResultStatus(result.status)
+
+
+def make_row(task_path: str, **fields: Any) -> DBTaskResult:
+    fields = {"args_kwargs": {"args": [], "kwargs": {}}, "backend_name": "default", **fields}
+    return DBTaskResult.objects.create(task_path=task_path, **fields)
+
+
+@pytest.mark.slow
+def test_four_workers_run_2000_tasks_exactly_once(workers: Workers, runs_file: str) -> None:
+    count = 2000
+    for i in range(count):
+        record_run.enqueue(runs_file, str(i))
+
+    started = [workers.start("--batch", "--interval", "0") for _ in range(4)]
+    assert workers.wait_all(started) == [0, 0, 0, 0], workers.outputs()
+
+    assert runs(runs_file) == {str(i): 1 for i in range(count)}
+    assert DBTaskResult.objects.complete().count() == count
+    assert not DBWorker.objects.exists()
+
+
+def test_tasks_run_in_priority_then_run_after_order(workers: Workers, runs_file: str) -> None:
+    now = timezone.now()
+    for token, priority, run_after in [
+        ("a", 0, None),
+        ("b", 10, None),
+        ("c", 0, now - timedelta(seconds=10)),
+        ("d", 0, now - timedelta(seconds=5)),
+        ("e", -5, None),
+        ("f", 10, now - timedelta(seconds=1)),
+    ]:
+        record_run.using(priority=priority, run_after=run_after).enqueue(runs_file, token)
+
+    assert workers.start("--batch").wait() == 0
+    # Priority first; within a priority later run_after first, no run_after last.
+    assert run_order(runs_file) == ["f", "b", "d", "c", "a", "e"]
+
+
+def test_queue_names_and_star(workers: Workers, runs_file: str) -> None:
+    for queue in ["default", "a", "b", "c"]:
+        record_run.using(queue_name=queue).enqueue(runs_file, queue)
+    other_backend = make_row("tests.worker_helpers.record_run", backend_name="other")
+
+    assert workers.start("--batch", "--queue-name", "a,b").wait() == 0
+    assert runs(runs_file) == {"a": 1, "b": 1}
+
+    assert workers.start("--batch").wait() == 0
+    assert runs(runs_file) == {"a": 1, "b": 1, "default": 1}
+
+    assert workers.start("--batch", "--queue-name", "*").wait() == 0
+    assert runs(runs_file) == {"a": 1, "b": 1, "default": 1, "c": 1}
+
+    other_backend.refresh_from_db()
+    assert other_backend.status == ResultStatus.NEW
+
+
+def test_batch_exits_when_nothing_is_ready(workers: Workers, runs_file: str) -> None:
+    later = record_run.using(run_after=timedelta(hours=1)).enqueue(runs_file, "later")
+    worker = workers.start("--batch", "-v", "2")
+    assert worker.wait() == 0
+    assert worker.output().splitlines() == [
+        "Starting worker for queues=default",
+        "No more tasks to run - exiting gracefully.",
+    ]
+    assert status_of(later) == ResultStatus.NEW
+    assert not DBWorker.objects.exists()
+
+
+def test_deferred_task_waits_for_run_after(workers: Workers, runs_file: str) -> None:
+    run_after = timezone.now() + timedelta(seconds=3)
+    later = record_run.using(run_after=run_after).enqueue(runs_file, "later")
+    now = record_run.enqueue(runs_file, "now")
+
+    worker = workers.start("--interval", "0.1")
+    wait_until(lambda: status_of(now) == ResultStatus.COMPLETE, what="the ready task")
+    if timezone.now() < run_after:
+        assert status_of(later) == ResultStatus.NEW
+    wait_until(lambda: status_of(later) == ResultStatus.COMPLETE, what="the deferred task")
+    assert later.started_at is not None
+    assert later.started_at >= run_after
+    assert run_order(runs_file) == ["now", "later"]
+
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_when_idle_exits_at_once(workers: Workers, signum: int) -> None:
+    worker = workers.start("--interval", "60", "-v", "2")
+    wait_until(lambda: DBWorker.objects.exists(), what="the worker to register")
+    worker.send_signal(signum)
+    assert worker.wait(timeout=30) == 0
+    name = signal.strsignal(signum)
+    assert (
+        f"Received {name} - shutting down gracefully... (press Ctrl+C again to force)"
+        in worker.output()
+    )
+    assert not DBWorker.objects.exists()
+
+
+def test_sigterm_mid_task_lets_it_finish(workers: Workers, tmp_path: Path, runs_file: str) -> None:
+    marker = tmp_path / "marker"
+    running = started_then_sleep.enqueue(str(marker), 2.0)
+    waiting = record_run.using(priority=-1).enqueue(runs_file, "waiting")
+
+    worker = workers.start("--claim-size", "2")
+    wait_until(lambda: marker.exists(), what="the task to start")
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait() == 0, worker.output()
+    assert status_of(running) == ResultStatus.COMPLETE
+    assert marker.read_text().split() == ["started", "finished"]
+    # Claimed or not, the waiting task is NEW again and nobody holds it.
+    assert status_of(waiting) == ResultStatus.NEW
+    assert DBTaskResult.objects.get(id=waiting.id).worker_id is None
+    assert runs(runs_file) == {}
+    assert "shutting down gracefully" in worker.output()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_second_signal_aborts_running_tasks(workers: Workers, tmp_path: Path, threads: int) -> None:
+    markers = [tmp_path / f"marker-{i}" for i in range(threads)]
+    results = [started_then_sleep.enqueue(str(marker), 300) for marker in markers]
+
+    worker = workers.start("--threads", str(threads))
+    wait_until(lambda: all(m.exists() for m in markers), what="the tasks to start")
+    worker.send_signal(signal.SIGINT)
+    wait_until(lambda: "shutting down gracefully" in worker.output(), what="the first signal")
+    worker.send_signal(signal.SIGINT)
+
+    assert worker.wait(timeout=60) == 0, worker.output()
+    assert f"Received {signal.strsignal(signal.SIGINT)} - terminating current task." in (
+        worker.output()
+    )
+    for result in results:
+        assert status_of(result) == ResultStatus.FAILED
+        assert isinstance(result.exception, SystemExit)
+    assert not DBWorker.objects.exists()
+
+
+def test_unresolvable_rows_fail_and_the_worker_continues(workers: Workers, runs_file: str) -> None:
+    rows = [
+        make_row("tests.no_such_module.task", priority=10),
+        make_row("tests.worker_helpers.no_such_task", priority=10),
+        make_row("tests.worker_helpers.NOT_A_TASK", priority=10),
+        make_row("tests.worker_helpers.runs", priority=10),  # a function, not a Task
+    ]
+    ok = record_run.enqueue(runs_file, "ok")
+
+    worker = workers.start("--batch")
+    assert worker.wait() == 0
+    output = worker.output()
+
+    exceptions = []
+    for row in rows:
+        row.refresh_from_db()
+        assert row.status == ResultStatus.FAILED
+        assert row.finished_at is not None
+        assert f"Task id={row.id} failed unexpectedly" in output
+        exception_data: Any = row.exception_data
+        exceptions.append(exception_data["exc_type"])
+    assert exceptions == [
+        "builtins.ModuleNotFoundError",
+        "builtins.ImportError",
+        "django.core.exceptions.SuspiciousOperation",
+        "django.core.exceptions.SuspiciousOperation",
+    ]
+    assert status_of(ok) == ResultStatus.COMPLETE
+    assert runs(runs_file) == {"ok": 1}
+
+
+def test_failures_are_recorded_and_the_worker_continues(workers: Workers, runs_file: str) -> None:
+    failing = fail_with.enqueue(runs_file, "failing")
+    unserialisable = test_tasks.complex_exception.enqueue()
+    bad_return = test_tasks.complex_return_value.enqueue()
+    exits = test_tasks.exit_task.enqueue()
+    interrupts = test_tasks.failing_task_keyboard_interrupt.enqueue()
+    ok = record_run.using(priority=-1).enqueue(runs_file, "ok")
+
+    worker = workers.start("--batch")
+    assert worker.wait() == 0
+    output = worker.output()
+
+    assert status_of(failing) == ResultStatus.FAILED
+    assert isinstance(failing.exception, ValueError)
+    assert failing.traceback is not None
+    assert failing.traceback.endswith("ValueError: failed failing\n")
+
+    assert status_of(unserialisable) == ResultStatus.FAILED
+    assert unserialisable.exception is None
+    assert f"Task id={unserialisable.id} unable to save exception" in output
+
+    assert status_of(bad_return) == ResultStatus.FAILED
+    assert isinstance(bad_return.exception, TypeError)
+
+    assert status_of(exits) == ResultStatus.FAILED
+    assert isinstance(exits.exception, SystemExit)
+    assert status_of(interrupts) == ResultStatus.FAILED
+    assert isinstance(interrupts.exception, KeyboardInterrupt)
+
+    assert status_of(ok) == ResultStatus.COMPLETE
+    assert runs(runs_file) == {"failing": 1, "ok": 1}
+
+
+def test_async_tasks_run(workers: Workers) -> None:
+    result = test_tasks.calculate_meaning_of_life_async.enqueue()
+    assert workers.start("--batch").wait() == 0
+    assert status_of(result) == ResultStatus.COMPLETE
+    assert cast(Any, result).return_value == 42
+
+
+def test_threads_run_tasks_concurrently(workers: Workers, runs_file: str) -> None:
+    for i in range(8):
+        record_run.enqueue(runs_file, str(i), 1.0)
+
+    worker = workers.start("--batch", "--threads", "4")
+    assert worker.wait() == 0, worker.output()
+    assert runs(runs_file) == {str(i): 1 for i in range(8)}
+
+    rows = list(DBTaskResult.objects.all())
+    assert {row.status for row in rows} == {ResultStatus.COMPLETE}
+    spans: list[tuple[Any, Any]] = [(row.started_at, row.finished_at) for row in rows]
+    # The most tasks running at one task's start.
+    overlaps = max(len([1 for s, f in spans if s <= start < f]) for start, _ in spans)
+    assert overlaps >= 2
+    assert len({row.worker_id for row in rows}) == 1
+
+
+def test_processes_run_tasks_once(workers: Workers, runs_file: str) -> None:
+    for i in range(100):
+        record_run.enqueue(runs_file, str(i))
+
+    worker = workers.start("--batch", "--processes", "2", "-v", "2")
+    assert worker.wait() == 0, worker.output()
+    assert runs(runs_file) == {str(i): 1 for i in range(100)}
+    output = worker.output()
+    assert "Starting 2 worker processes for queues=default" in output
+    assert output.count("Starting worker for queues=default") == 2
+    assert output.rstrip().endswith("No more tasks to run - exiting gracefully.")
+    assert not DBWorker.objects.exists()
+
+
+def test_processes_stop_gracefully_on_a_signal(workers: Workers, tmp_path: Path) -> None:
+    markers = [tmp_path / f"marker-{i}" for i in range(2)]
+    results = [started_then_sleep.enqueue(str(marker), 1.5) for marker in markers]
+
+    worker = workers.start("--processes", "2")
+    wait_until(lambda: all(m.exists() for m in markers), what="both tasks to start")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output()
+    assert [status_of(result) for result in results] == [ResultStatus.COMPLETE] * 2
+    assert not DBWorker.objects.exists()
+
+
+def test_worker_registers_and_heartbeats(workers: Workers) -> None:
+    worker = workers.start("--heartbeat-timeout", "1", "--queue-name", "a,b", "--threads", "2")
+    row = wait_until(lambda: DBWorker.objects.first(), what="the worker to register")
+    assert row.pid == worker.pid
+    assert row.queues == ["a", "b"]
+    assert row.threads == 2
+    assert row.backend_name == "default"
+    first = row.last_heartbeat_at
+    wait_until(
+        lambda: DBWorker.objects.get(pk=row.pk).last_heartbeat_at > first, what="a heartbeat"
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert not DBWorker.objects.exists()
