@@ -171,8 +171,8 @@ class DBTaskResult(models.Model):
         verbose_name = _("Task Result")
         verbose_name_plural = _("Task Results")
         constraints = [
-            models.CheckConstraint(
-                # `check` was renamed `condition` in Django 5.1 (and removed in 6.0).
+            # `check` was renamed `condition` in Django 5.1 (and removed in 6.0).
+            models.CheckConstraint(  # type: ignore[call-overload]
                 **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},  # type: ignore[arg-type]
                 name="priority_range",
             )
