@@ -1,0 +1,147 @@
+"""The dashboard's ModelAdmin: it replaces the plain read-only DBTaskResult admin.
+
+Its URLs are the dashboard's pages and actions, each wrapped in
+``admin_site.admin_view`` (login, staff, never_cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import get_content_type_for_model
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+# Import the plain admin first, so that its registration exists to be replaced
+# whatever the order of INSTALLED_APPS.
+from django_tasks.backends.database import admin as _database_admin  # noqa: F401
+from django_tasks.backends.database import services
+from django_tasks.backends.database.models import DBTaskResult
+
+from . import actions as action_views
+from . import views
+from .models import PRUNE_PERMISSION, RETRY_PERMISSION
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResultQuerySet
+
+
+class TaskResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Task results in the admin: overview, list, detail, retry and prune."""
+
+    actions = ["retry_selected"]
+
+    # Rows are written by tasks and workers only.
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(RETRY_PERMISSION))
+
+    def has_prune_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(PRUNE_PERMISSION))
+
+    @admin.action(description=_("Retry the selected failed results"), permissions=["retry"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[DBTaskResult]) -> None:
+        outcome = services.retry(results=cast("DBTaskResultQuerySet", queryset))
+        self.log_bulk(
+            request,
+            action_flag=CHANGE,
+            count=outcome.retried,
+            message=f"Retried {outcome.retried} selected task results",
+        )
+        if outcome.retried:
+            self.message_user(
+                request,
+                ngettext("Retried %(count)d result.", "Retried %(count)d results.", outcome.retried)
+                % {"count": outcome.retried},
+                messages.SUCCESS,
+            )
+        if outcome.refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d selected result was not retried: only FAILED results can be.",
+                    "%(count)d selected results were not retried: only FAILED results can be.",
+                    outcome.refused,
+                )
+                % {"count": outcome.refused},
+                messages.WARNING,
+            )
+
+    def log_bulk(self, request: HttpRequest, *, action_flag: int, count: int, message: str) -> None:
+        """Record an action on many rows as one LogEntry."""
+        LogEntry.objects.create(
+            user_id=cast(int, request.user.pk),
+            content_type_id=get_content_type_for_model(self.model).pk,
+            object_id=None,
+            object_repr=f"{count} task results"[:200],
+            action_flag=action_flag,
+            change_message=message,
+        )
+
+    # URLs
+
+    def dashboard_url_name(self, name: str) -> str:
+        opts = self.model._meta
+        return f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{name}"
+
+    def dashboard_url(self, name: str, *args: Any) -> str:
+        return reverse(self.dashboard_url_name(name), args=args)
+
+    def dashboard_urls(self) -> dict[str, str]:
+        return {
+            name: self.dashboard_url(name)
+            for name in ("overview", "changelist", "actions", "retry_matching", "prune")
+        }
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+
+        def wrap(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            return self.admin_site.admin_view(view)
+
+        def name(suffix: str) -> str:
+            return f"{opts.app_label}_{opts.model_name}_{suffix}"
+
+        def view(cls: Any) -> Callable[..., HttpResponse]:
+            return wrap(cls.as_view(model_admin=self))
+
+        return [
+            path("", view(views.ResultListView), name=name("changelist")),
+            path("overview/", view(views.OverviewView), name=name("overview")),
+            path("actions/", view(action_views.RunActionView), name=name("actions")),
+            path(
+                "retry-matching/", view(action_views.RetryMatchingView), name=name("retry_matching")
+            ),
+            path("prune/", view(action_views.PruneView), name=name("prune")),
+            path(
+                "bulk-retries/<uuid:job_id>/",
+                view(action_views.BulkRetryView),
+                name=name("bulk_retry"),
+            ),
+            path("<uuid:result_id>/", view(views.ResultDetailView), name=name("change")),
+            path("<uuid:result_id>/retry/", view(action_views.RetryOneView), name=name("retry")),
+            # Admin links such as "Recent actions" point at .../<id>/change/.
+            path("<uuid:result_id>/change/", wrap(self._redirect_to_detail)),
+        ]
+
+    def _redirect_to_detail(self, request: HttpRequest, result_id: Any) -> HttpResponse:
+        return HttpResponseRedirect(self.dashboard_url("change", result_id))
+
+
+if admin.site.is_registered(DBTaskResult):
+    admin.site.unregister(DBTaskResult)
+admin.site.register(DBTaskResult, TaskResultAdmin)

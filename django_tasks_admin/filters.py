@@ -1,0 +1,109 @@
+"""The results list's filters: every one of them lives in the query string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils.translation import gettext_lazy as _
+from django_filters.widgets import DateRangeWidget, RangeWidget
+
+from django_tasks import get_tasks_setting
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.task import ResultStatus
+
+# The filter's own parameters, and the list's (sorting, cursors, poll fingerprint).
+LIST_PARAMS = ("sort", "after", "before", "fp")
+
+
+def database_backend_choices() -> list[tuple[str, str]]:
+    """Aliases of the configured DatabaseBackends (from settings: no query)."""
+    return [
+        (alias, alias)
+        for alias, config in get_tasks_setting().items()
+        if str(config.get("BACKEND", "")).startswith("django_tasks.backends.database")
+    ]
+
+
+def known_queue_names() -> list[str]:
+    """Queue names the settings allow (for the queue field's suggestions)."""
+    names = {"default"}
+    for config in get_tasks_setting().values():
+        names.update(config.get("QUEUES") or [])
+    return sorted(names)
+
+
+class DateTimeLocalRangeWidget(DateRangeWidget):  # type: ignore[misc]
+    """Two <input type="datetime-local">: ``<name>_after`` and ``<name>_before``."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        widgets = [
+            forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+            forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        ]
+        super(RangeWidget, self).__init__(widgets, attrs)
+
+
+class NumberRangeWidget(RangeWidget):  # type: ignore[misc]
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        widgets = [
+            forms.NumberInput(attrs={"placeholder": _("min"), "size": 4}),
+            forms.NumberInput(attrs={"placeholder": _("max"), "size": 4}),
+        ]
+        super(RangeWidget, self).__init__(widgets, attrs)
+
+
+class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
+    q = django_filters.CharFilter(
+        label=_("Search"),
+        method="search",
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("task path or argument")}),
+    )
+    status = django_filters.ChoiceFilter(choices=ResultStatus.choices, empty_label=_("any"))
+    queue = django_filters.CharFilter(
+        label=_("Queue"),
+        method="filter_queues",
+        widget=forms.TextInput(attrs={"list": "dt-queue-names", "placeholder": _("a,b")}),
+    )
+    task = django_filters.CharFilter(
+        label=_("Task path"), field_name="task_path", lookup_expr="icontains"
+    )
+    backend = django_filters.ChoiceFilter(
+        label=_("Backend"),
+        field_name="backend_name",
+        choices=database_backend_choices,
+        empty_label=_("any"),
+    )
+    priority = django_filters.RangeFilter(label=_("Priority"), widget=NumberRangeWidget)
+    enqueued = django_filters.DateTimeFromToRangeFilter(
+        label=_("Enqueued"), field_name="enqueued_at", widget=DateTimeLocalRangeWidget
+    )
+    finished = django_filters.DateTimeFromToRangeFilter(
+        label=_("Finished"), field_name="finished_at", widget=DateTimeLocalRangeWidget
+    )
+    id = django_filters.UUIDFilter(label=_("Result id"), field_name="id")
+
+    class Meta:
+        model = DBTaskResult
+        fields: list[str] = []
+
+    def search(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        """Match the task path, or the JSON text of the arguments."""
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.annotate(_args_text=Cast("args_kwargs", TextField())).filter(
+            Q(task_path__icontains=value) | Q(_args_text__icontains=value)
+        )
+
+    def filter_queues(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        return queryset.filter(queue_name__in=names) if names else queryset
+
+    @property
+    def active(self) -> bool:
+        """Whether any filter is set."""
+        return bool(self.is_bound and any(v for k, v in self.data.items() if k not in LIST_PARAMS))

@@ -1,0 +1,83 @@
+"""Rendering values for people: times, durations, JSON, exceptions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince, timeuntil
+
+
+def absolute_time(value: datetime) -> str:
+    """Return ``value`` in the active time zone, to the second, with the zone's name."""
+    local = timezone.localtime(value)
+    return f"{date_format(local, 'Y-m-d H:i:s')} {local.tzname() or ''}".rstrip()
+
+
+def relative_time(value: datetime, now: datetime | None = None) -> str:
+    """Return "3 minutes ago" or "in 5 minutes"."""
+    now = now or timezone.now()
+    if value <= now:
+        if (now - value).total_seconds() < 60:
+            return f"{int((now - value).total_seconds())} s ago"
+        return f"{timesince(value, now, depth=1)} ago"
+    return f"in {timeuntil(value, now, depth=1)}"
+
+
+def time_html(value: datetime | None, *, stacked: bool = False) -> SafeString:
+    """A <time> element showing relative and absolute time (or a dash for None)."""
+    if value is None:
+        return mark_safe('<span class="dt-muted">—</span>')
+    template = (
+        '<time datetime="{}" title="{}">{}<small class="dt-abs">{}</small></time>'
+        if stacked
+        else '<time datetime="{}" title="{}">{} <small class="dt-abs">({})</small></time>'
+    )
+    absolute = absolute_time(value)
+    return format_html(template, value.isoformat(), absolute, relative_time(value), absolute)
+
+
+def duration_text(delta: timedelta | None) -> str:
+    """Return a short duration: "850 ms", "12.3 s", "4 min 5 s", "2 h 3 min", "3 d 4 h"."""
+    if delta is None:
+        return "—"
+    seconds = delta.total_seconds()
+    if seconds < 0:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def pretty_json(value: Any) -> str:
+    """Indented JSON text (escape it when rendering: it is user data)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def exception_message(args: Any) -> str:
+    """Return what ``str(exc)`` gives for an exception constructed with ``args``."""
+    if not isinstance(args, list):
+        return str(args)
+    if len(args) == 1:
+        return str(args[0])
+    return str(tuple(args)) if args else ""
+
+
+def task_name(task_path: str) -> tuple[str, str]:
+    """Split "pkg.module.func" into ("func", "pkg.module")."""
+    module, _, name = task_path.rpartition(".")
+    return name or task_path, module

@@ -1,0 +1,71 @@
+"""The dashboard's permissions holder and its background bulk-retry jobs."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.task import ResultStatus
+
+RETRY_PERMISSION = "django_tasks_admin.retry_taskresult"
+PRUNE_PERMISSION = "django_tasks_admin.prune_taskresult"
+
+
+class TaskResult(DBTaskResult):
+    """Carries the dashboard's permissions; the admin itself is registered on DBTaskResult.
+
+    Viewing needs ``django_tasks_database.view_dbtaskresult``; retrying and pruning need
+    these two, so a team can hand out read-only access.
+    """
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        permissions = [
+            ("retry_taskresult", _("Can retry task results")),
+            ("prune_taskresult", _("Can prune task results")),
+        ]
+        verbose_name = _("Task Result")
+        verbose_name_plural = _("Task Results")
+
+
+class BulkRetry(models.Model):
+    """A "retry all matching" too large for one request, run as a background task."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    requested_by = models.CharField(_("requested by"), max_length=150, blank=True)
+    # The results list's query string: the same filters select the rows again.
+    query = models.TextField(_("query"), blank=True)
+    # Only rows that had failed by then are retried (a row failing again later is not).
+    failed_before = models.DateTimeField(_("failed before"))
+    total = models.IntegerField(_("total"))
+    retried = models.IntegerField(_("retried"), default=0)
+    refused = models.IntegerField(_("refused"), default=0)
+    status = models.CharField(
+        _("status"), choices=ResultStatus.choices, default=ResultStatus.NEW, max_length=8
+    )
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("bulk retry")
+        verbose_name_plural = _("bulk retries")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"bulk retry {self.id} ({self.retried}/{self.total})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ResultStatus.COMPLETE, ResultStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.finished:
+            return 100
+        done = self.retried + self.refused
+        return min(100, round(100 * done / self.total)) if self.total else 0

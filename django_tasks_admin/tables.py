@@ -1,0 +1,127 @@
+"""The results table: columns and cell formatting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+from django_tables2.utils import OrderBy, OrderByTuple
+
+from django_tasks.backends.database.models import DBTaskResult
+
+from .formatting import duration_text, task_name, time_html
+from .pagination import SortKey
+
+# Sortable columns (by table column name) and the field each sorts by.
+SORT_KEYS = {
+    "status": SortKey(field="status"),
+    "task": SortKey(field="task_path"),
+    "queue": SortKey(field="queue_name"),
+    "priority": SortKey(field="priority", kind="int"),
+    "enqueued": SortKey(field="enqueued_at", kind="datetime"),
+    "finished": SortKey(field="finished_at", nullable=True, kind="datetime"),
+}
+DEFAULT_SORT = "-enqueued"
+
+# Only the columns the table shows: the JSON columns can be large.
+LIST_FIELDS = (
+    "id",
+    "status",
+    "task_path",
+    "queue_name",
+    "backend_name",
+    "priority",
+    "enqueued_at",
+    "started_at",
+    "finished_at",
+    "run_after",
+)
+
+
+def status_html(status: str) -> SafeString:
+    return format_html('<span class="dt-status dt-status-{}">{}</span>', status.lower(), status)
+
+
+class ResultTable(tables.Table):  # type: ignore[misc]
+    ids = tables.CheckBoxColumn(
+        accessor="pk",
+        attrs={
+            "th__input": {"class": "dt-select-all", "aria-label": _("Select all")},
+            "td__input": {
+                "id": lambda record: f"dt-select-{record.pk}",
+                "hx-preserve": "true",
+                "form": "dt-actions",
+                "class": "dt-select",
+            },
+        },
+    )
+    status = tables.Column(verbose_name=_("Status"))
+    task = tables.Column(accessor="task_path", verbose_name=_("Task"))
+    queue = tables.Column(accessor="queue_name", verbose_name=_("Queue"))
+    priority = tables.Column(verbose_name=_("Priority"), attrs={"td": {"class": "dt-num"}})
+    enqueued = tables.Column(accessor="enqueued_at", verbose_name=_("Enqueued"))
+    finished = tables.Column(
+        accessor="finished_at", verbose_name=_("Finished"), default=None, empty_values=()
+    )
+    took = tables.Column(
+        accessor="pk", verbose_name=_("Ran for"), orderable=False, attrs={"td": {"class": "dt-num"}}
+    )
+
+    class Meta:
+        model = DBTaskResult
+        fields = ("ids", "status", "task", "queue", "priority", "enqueued", "finished", "took")
+        template_name = "django_tasks_admin/table.html"
+        attrs = {"id": "result_list", "class": "dt-table"}
+        row_attrs = {
+            "id": lambda record: f"dt-row-{record.pk}",
+            "data-status": lambda record: record.status,
+        }
+        empty_text = _("No task results match.")
+
+    def __init__(self, *args: Any, detail_url_name: str, **kwargs: Any) -> None:
+        self.detail_url_name = detail_url_name
+        super().__init__(*args, **kwargs)
+
+    # Rows arrive already sorted and cut by the keyset query, so ordering only
+    # records the state for the headers instead of re-sorting the data.
+    @property  # type: ignore[override]
+    def order_by(self) -> OrderByTuple | None:
+        return self._order_by
+
+    @order_by.setter
+    def order_by(self, value: Any) -> None:
+        aliases = value.split(",") if isinstance(value, str) else list(value or ())
+        valid = [a for a in aliases if OrderBy(a).bare in SORT_KEYS]
+        self._order_by = OrderByTuple(valid[:1])
+
+    def render_status(self, value: str) -> SafeString:
+        return status_html(value)
+
+    def render_task(self, value: str, record: DBTaskResult) -> SafeString:
+        name, module = task_name(value)
+        url = reverse(self.detail_url_name, args=[record.pk])
+        return format_html(
+            '<a href="{}" class="dt-task">{}</a><small class="dt-abs">{}</small>', url, name, module
+        )
+
+    def render_enqueued(self, value: Any, record: DBTaskResult) -> SafeString:
+        html = time_html(value, stacked=True)
+        if record.run_after and record.status == "NEW":
+            return format_html(
+                '{}<small class="dt-abs">runs {}</small>', html, time_html(record.run_after)
+            )
+        return html
+
+    def render_finished(self, value: Any) -> SafeString:
+        return time_html(value, stacked=True)
+
+    def render_took(self, record: DBTaskResult) -> str:
+        if record.started_at is None:
+            return "—"
+        if record.finished_at is None:
+            return "…"
+        return duration_text(record.finished_at - record.started_at)

@@ -1,0 +1,30 @@
+"""Template helpers of the dashboard: ``{% load django_tasks_admin %}``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django import template
+from django.utils.safestring import SafeString
+
+from django_tasks_admin.formatting import duration_text, time_html
+from django_tasks_admin.tables import status_html
+
+register = template.Library()
+
+
+@register.simple_tag
+def dt_time(value: datetime | None, stacked: bool = False) -> SafeString:
+    """Relative and absolute time (in the active time zone) of ``value``."""
+    return time_html(value, stacked=stacked)
+
+
+@register.filter
+def dt_status(value: str) -> SafeString:
+    """A coloured status badge."""
+    return status_html(value)
+
+
+@register.filter
+def dt_duration(value: timedelta | None) -> str:
+    return duration_text(value)
