@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from datetime import timedelta
@@ -318,3 +319,66 @@ def test_worker_registers_and_heartbeats(workers: Workers) -> None:
     worker.send_signal(signal.SIGTERM)
     assert worker.wait() == 0
     assert not DBWorker.objects.exists()
+
+
+def test_idle_threads_wake_up_for_new_work(workers: Workers, runs_file: str) -> None:
+    worker = workers.start("--threads", "4", "--interval", "0.1")
+    wait_until(lambda: DBWorker.objects.exists(), what="the worker to register")
+    for i in range(8):
+        record_run.enqueue(runs_file, str(i), 0.5)
+
+    wait_until(lambda: DBTaskResult.objects.complete().count() == 8, what="the tasks to complete")
+    spans: list[tuple[Any, Any]] = [
+        (row.started_at, row.finished_at) for row in DBTaskResult.objects.all()
+    ]
+    overlaps = max(len([1 for s, f in spans if s <= start < f]) for start, _ in spans)
+    assert overlaps >= 2
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
+)
+def test_postgresql_notifications_wake_an_idle_worker(workers: Workers, runs_file: str) -> None:
+    # With a 10-minute poll interval, only a notification can wake the worker in time.
+    worker = workers.start("--interval", "600")
+    wait_until(lambda: DBWorker.objects.exists(), what="the worker to register")
+    for i in range(3):
+        result = record_run.enqueue(runs_file, str(i))
+        wait_until(
+            lambda r=result: status_of(r) == ResultStatus.COMPLETE,  # type: ignore[misc]
+            timeout=60,
+            what="pickup",
+        )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
+)
+def test_enqueue_notifies_on_commit_only_for_ready_tasks() -> None:
+    from django.db import connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute('LISTEN "django_tasks"')
+    raw: Any = connection.connection
+
+    def notifications() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")  # delivers what arrived meanwhile
+        return [n.payload for n in raw.notifies(timeout=0.2)]
+
+    with transaction.atomic():
+        record_run.using(queue_name="q1").enqueue("/dev/null", "a")
+        record_run.using(queue_name="q1").enqueue("/dev/null", "b")
+        record_run.using(run_after=timedelta(hours=1)).enqueue("/dev/null", "later")
+    assert notifications() == ["default\nq1"]  # duplicates fold, deferred tasks are quiet
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_run.enqueue("/dev/null", "rolled back")
+        raise RuntimeError
+    assert notifications() == []
+    with connection.cursor() as cursor:
+        cursor.execute("UNLISTEN *")

@@ -564,6 +564,7 @@ def run_task(
     worker_id: UUID | str | None = None,
     call_guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
     db_retry: Callable[[Callable[[], bool]], bool] | None = None,
+    tasks: TaskCache | None = None,
 ) -> ResultStatus | None:
     """Run a claimed task, record its outcome and send the signals; never raise for it.
 
@@ -572,14 +573,14 @@ def run_task(
     RUNNING for ``worker_id``) and sends ``task_finished`` -- for failures from
     inside the ``except`` block, so receivers can log the traceback.  A row whose
     task can't be imported, or isn't a Task, ends FAILED with an ERROR log.
-    ``db_retry(write)`` wraps each write (the worker retries connection errors).
-    Returns the status saved, or None when the row was no longer ours to save.
+    ``db_retry(write)`` wraps each write (the worker retries connection errors);
+    ``tasks`` remembers resolved tasks across calls.  Returns the status saved, or
+    None when the row was no longer ours to save.
     """
     save = db_retry or _call
     db_result.started_at = timezone.now()
     try:
-        task = db_result.task
-        backend_type = type(task.get_backend())
+        task, backend_type = (tasks or TaskCache()).resolve(db_result)
         task_result = _task_result(db_result, task)
     except BaseException as e:  # ImportError, SuspiciousOperation, bad arguments...
         saved = _save_failure(db_result, e, worker_id, save)
@@ -604,6 +605,36 @@ def run_task(
         return None
     task_finished.send(sender=backend_type, task_result=_task_result(db_result, task))
     return ResultStatus.COMPLETE
+
+
+class TaskCache:
+    """Resolve rows' tasks, each (path, priority, queue, run_after, backend) once.
+
+    For one worker's lifetime, over which settings don't change: importing and
+    validating a task costs more than running a no-op one.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self._tasks: dict[tuple[Any, ...], tuple[Task[Any, Any], type[Any]]] = {}
+
+    def resolve(self, db_result: DBTaskResult) -> tuple[Task[Any, Any], type[Any]]:
+        """Return the row's task and its backend's class (import errors propagate)."""
+        key = (
+            db_result.task_path,
+            db_result.priority,
+            db_result.queue_name,
+            db_result.run_after,
+            db_result.backend_name,
+        )
+        resolved = self._tasks.get(key)
+        if resolved is None:
+            task = db_result.task
+            resolved = (task, type(task.get_backend()))
+            if len(self._tasks) >= self.size:
+                self._tasks.clear()
+            self._tasks[key] = resolved
+        return resolved
 
 
 def fail_task(
@@ -665,47 +696,135 @@ def _outcome(
 def _save_outcome(
     db_result: DBTaskResult, worker_id: UUID | str | None, outcome: dict[str, Any]
 ) -> bool:
-    """Write ``outcome`` if the row is still RUNNING for ``worker_id``; False if it isn't."""
+    """Write ``outcome`` if the row is still RUNNING for ``worker_id``; False if it isn't.
+
+    One UPDATE written out by hand: this runs once per task, and building it
+    with the ORM costs more than the round trip.
+    """
     from .models import DBTaskResult
 
-    rows = DBTaskResult.objects.filter(pk=db_result.pk)
-    if worker_id is not None:
-        rows = rows.filter(worker_id=worker_id)
-    # On 0 rows, a retry after a lost reply may find its own earlier write (same finished_at).
-    if (
-        not rows.filter(status=ResultStatus.RUNNING).update(**outcome)
-        and not rows.filter(status=outcome["status"], finished_at=outcome["finished_at"]).exists()
-    ):
-        worker_logger.warning(
-            "Task id=%s was recovered by another worker while it ran: its outcome (%s) "
-            "was not saved",
-            normalize_uuid(db_result.pk),
-            outcome["status"],
+    using = router.db_for_write(DBTaskResult)
+    connection = connections[using]
+    meta = DBTaskResult._meta
+    columns = list(outcome)
+    key = (connection.vendor, tuple(columns), worker_id is not None)
+    sql = _OUTCOME_SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+
+        def column(name: str) -> str:
+            field: Any = meta.get_field(name)
+            return str(qn(field.column))
+
+        assignments = ", ".join(f"{column(name)} = %s" for name in columns)
+        sql = (
+            f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {column('id')} = %s"
+            f" AND {column('status')} = '{ResultStatus.RUNNING}'"
         )
-        return False
+        if worker_id is not None:
+            sql += f" AND {column('worker_id')} = %s"
+        _OUTCOME_SQL[key] = sql
+    params = [_prep(name, value, connection) for name, value in outcome.items()]
+    params.append(_prep("id", db_result.pk, connection))
+    if worker_id is not None:
+        params.append(_prep("worker_id", worker_id, connection))
+    if not _execute(connection, sql, params):
+        # A retry after a lost reply may find its own earlier write (same finished_at).
+        rows = DBTaskResult.objects.using(using).filter(pk=db_result.pk)
+        if worker_id is not None:
+            rows = rows.filter(worker_id=worker_id)
+        if not rows.filter(status=outcome["status"], finished_at=outcome["finished_at"]).exists():
+            worker_logger.warning(
+                "Task id=%s was recovered by another worker while it ran: its outcome (%s) "
+                "was not saved",
+                normalize_uuid(db_result.pk),
+                outcome["status"],
+            )
+            return False
     for name, value in outcome.items():
         setattr(db_result, name, value)
     return True
+
+
+_OUTCOME_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _execute(connection: Any, sql: str, params: list[Any]) -> int:
+    """Run one write statement; return its row count.
+
+    On psycopg 3 this binds parameters server-side (Django binds client-side,
+    which costs more CPU than the statement itself here); errors are wrapped as
+    Django's, as through a Django cursor.  SQLite statements go to sqlite3
+    directly, for the same reason.
+    """
+    if connection.vendor == "postgresql" and _psycopg_cursor is not None:
+        connection.ensure_connection()
+        with connection.wrap_database_errors, _psycopg_cursor(connection.connection) as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            # Our statements contain no other "%": qmark style for sqlite3 directly.
+            return int(connection.connection.execute(sql.replace("%s", "?"), params).rowcount)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+try:
+    from psycopg import Cursor as _psycopg_cursor
+except ImportError:  # pragma: no cover - psycopg2 or another database
+    _psycopg_cursor = None  # type: ignore[assignment,misc]
+
+
+def _prep(name: str, value: Any, connection: Any) -> Any:
+    """Adapt ``value`` for field ``name`` as a save would (JSON None is SQL NULL).
+
+    The common types are adapted directly: Django's field methods cost more than
+    the UPDATE itself on SQLite.
+    """
+    from .models import DBTaskResult
+
+    if value is None:
+        return None
+    if name in _JSON_FIELDS:
+        return connection.ops.adapt_json_value(value, None)
+    if isinstance(value, ResultStatus):
+        return value.value
+    if isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    if isinstance(value, UUID) and name in _UUID_FIELDS:
+        return value if connection.features.has_native_uuid_field else value.hex
+    field: Any = DBTaskResult._meta.get_field(name)
+    return field.get_db_prep_save(value, connection)
+
+
+_JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "attempts"})
+_UUID_FIELDS = frozenset({"id", "worker_id"})
 
 
 def _task_result(db_result: DBTaskResult, task: Task[Any, Any]) -> TaskResult[Any]:
     """Build the row's TaskResult around an already resolved task."""
     from .backend import TaskResult
 
-    result = TaskResult(
-        db_result=db_result,
-        task=task,
-        id=normalize_uuid(db_result.pk),
-        status=ResultStatus(db_result.status),
-        enqueued_at=db_result.enqueued_at,
-        started_at=db_result.started_at,
-        finished_at=db_result.finished_at,
-        args=db_result.args_kwargs["args"],
-        kwargs=db_result.args_kwargs["kwargs"],
-        backend=db_result.backend_name,
-    )
-    object.__setattr__(result, "_return_value", db_result.return_value)
-    object.__setattr__(result, "_exception_data", db_result.exception_data)
+    fields = {
+        "db_result": db_result,
+        "task": task,
+        "id": normalize_uuid(db_result.pk),
+        "status": ResultStatus(db_result.status),
+        "enqueued_at": db_result.enqueued_at,
+        "started_at": db_result.started_at,
+        "finished_at": db_result.finished_at,
+        "args": db_result.args_kwargs["args"],
+        "kwargs": db_result.args_kwargs["kwargs"],
+        "backend": db_result.backend_name,
+        "_return_value": db_result.return_value,
+        "_exception_data": db_result.exception_data,
+    }
+    result = TaskResult.__new__(TaskResult)
+    # Twice per task: filling __dict__ skips the frozen dataclass's setattr per field.
+    result.__dict__.update(fields)
     return result
 
 

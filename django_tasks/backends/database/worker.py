@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
@@ -60,6 +61,9 @@ ABORT_GRACE = 3.0
 
 NOTIFY_CHANNEL = "django_tasks"
 """PostgreSQL channel the enqueue trigger notifies, payload ``"<backend>\\n<queue>"``."""
+
+# SQLite reports these as OperationalError too, but no reconnection will fix them.
+_FATAL_ERRORS = ("no such table", "no such column", "has no column")
 
 # The signals a multi-process parent forwards: stop gracefully / abort now.
 _STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
@@ -110,6 +114,8 @@ class Worker:
         self._supervisor: _Supervisor | None = None
         self._main_wake = _Wakeup()
         self._claim_lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._poller: _Executor | None = None
         self._count_lock = threading.Lock()
         self._last_heartbeat = time.monotonic()
         self._previous_handlers: dict[int, Any] = {}
@@ -121,7 +127,7 @@ class Worker:
         """The queues to claim from, None for all."""
         return None if self.process_all_queues else self.queue_names
 
-    @property
+    @cached_property
     def using(self) -> str:
         from .models import DBTaskResult
 
@@ -176,7 +182,9 @@ class Worker:
                 wait=self._main_wake.wait,
             )
         except (OperationalError, InterfaceError):
-            return False
+            if self.running:
+                raise
+            return False  # stopped while the database was unreachable
         self._last_heartbeat = time.monotonic()
         return True
 
@@ -229,9 +237,32 @@ class Worker:
             elif status == ResultStatus.FAILED:
                 self.tasks_failed += 1
 
-    def wake_executors(self) -> None:
+    def wake_executors(self, but: _Executor | None = None) -> None:
         for executor in self._executors:
-            executor.wake.set()
+            if executor is not but:
+                executor.wake.set()
+
+    def idle_timeout(self, executor: _Executor) -> float | None:
+        """How long an idle executor waits before polling again (None: until woken).
+
+        One idle executor polls at ``interval``; the others sleep until it (or a
+        notification) finds work, so idle threads cost no queries and never open
+        a connection.
+        """
+        with self._poll_lock:
+            if self._poller is None or self._poller is executor:
+                self._poller = executor
+                return self.interval
+        return None
+
+    def stop_polling(self, executor: _Executor) -> bool:
+        """``executor`` has work (or is leaving): let another idle one poll."""
+        with self._poll_lock:
+            if self._poller is not executor:
+                return False
+            self._poller = None
+        self.wake_executors(but=executor)
+        return True
 
     def request_stop(self) -> None:
         self.running = False
@@ -295,6 +326,8 @@ class Worker:
             try:
                 result = func()
             except (OperationalError, InterfaceError) as e:
+                if any(text in str(e) for text in _FATAL_ERRORS):
+                    raise  # a schema problem, not an outage: retrying won't help
                 if "is locked" in str(e):
                     if give_up():
                         raise
@@ -370,9 +403,10 @@ class _Wakeup:
         except OSError:
             pass
 
-    def wait(self, timeout: float, *others: Any) -> list[Any]:
+    def wait(self, timeout: float | None, *others: Any) -> list[Any]:
         """Wait until set (or one of ``others`` is readable) or ``timeout``; clear it."""
-        readable, _, _ = select.select([self, *others], [], [], max(timeout, 0))
+        timeout = None if timeout is None else max(timeout, 0)
+        readable, _, _ = select.select([self, *others], [], [], timeout)
         if self in readable:
             self.clear()
         return readable
@@ -394,6 +428,7 @@ class _Executor:
         self.in_task = False
         self.thread_id: int | None = None
         self.avg_seconds: float | None = None
+        self.tasks = services.TaskCache()
         self.needs_reconcile = False
         self._recorded = False
 
@@ -415,10 +450,11 @@ class _Executor:
                     continue
                 if worker.batch:
                     break
-                self.wake.wait(worker.interval)
+                self.wake.wait(worker.idle_timeout(self))
         except _AbortTask:
             pass  # the second signal arrived between tasks
         finally:
+            worker.stop_polling(self)
             self.release_pending()
             if not on_main:
                 connections.close_all()
@@ -442,6 +478,9 @@ class _Executor:
                     limit=limit,
                 )
                 self.pending.extend(rows)
+            # Work arrived (the poller wakes the others), or more may be waiting.
+            if rows and not worker.stop_polling(self) and len(rows) == limit:
+                worker.wake_executors(but=self)
             return len(rows)
 
         return worker.db_call(
@@ -468,6 +507,7 @@ class _Executor:
                     worker_id=worker.worker_id,
                     call_guard=self.call_guard,
                     db_retry=self.save_outcome,
+                    tasks=self.tasks,
                 )
             finally:
                 self._recorded = True
@@ -509,7 +549,7 @@ class _Executor:
                 connection.errors_occurred = False
             else:
                 self.worker.close_connection()
-        elif not connection.get_autocommit() and not connection.in_atomic_block:
+        elif not connection.autocommit and not connection.in_atomic_block:
             # A task left a manual transaction open: don't claim inside it.
             connection.rollback()
             connection.set_autocommit(True)
