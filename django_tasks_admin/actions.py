@@ -114,7 +114,8 @@ class RunActionView(DashboardMixin, View):
         action = self.admin.get_actions(request).get(name)
         if action is None:
             raise PermissionDenied  # a known action, but not this user's
-        func = action[0]
+        # Django 6.1 returns Action objects; earlier versions (func, name, description).
+        func = action.func if hasattr(action, "func") else action[0]
         ids = []
         for value in request.POST.getlist("ids"):
             try:

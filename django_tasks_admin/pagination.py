@@ -76,11 +76,8 @@ class KeysetPaginator:
         column = F(self.sort.key.field)
         if self.sort.key.nullable:
             # NULLs after every value when reading forwards, before them backwards.
-            order = (
-                column.desc(nulls_last=not reverse)
-                if descending
-                else column.asc(nulls_last=not reverse)
-            )
+            nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
+            order = column.desc(**nulls) if descending else column.asc(**nulls)
         else:
             order = column.desc() if descending else column.asc()
         return self.queryset.order_by(order, "-pk" if descending else "pk")

@@ -98,8 +98,8 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         valid = [a for a in aliases if OrderBy(a).bare in SORT_KEYS]
         self._order_by = OrderByTuple(valid[:1])
 
-    def render_status(self, value: str) -> SafeString:
-        return status_html(value)
+    def render_status(self, record: DBTaskResult) -> SafeString:
+        return status_html(record.status)
 
     def render_task(self, value: str, record: DBTaskResult) -> SafeString:
         name, module = task_name(value)

@@ -1,0 +1,97 @@
+"""Every filter of the results list, through the query string."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from django_tasks.task import ResultStatus
+from django_tasks_admin.filters import ResultFilterSet
+
+from .utils import DashboardTestCase, make_complete, make_failed, make_row, url
+
+
+class FilterTests(DashboardTestCase):
+    def shown(self, query: str) -> set[Any]:
+        response = self.client.get(url("changelist", query=query))
+        assert response.status_code == 200
+        return {row.pk for row in response.context["table"].data}
+
+    def test_status(self):
+        failed = make_failed()
+        make_complete()
+        assert self.shown("status=FAILED") == {failed.pk}
+
+    def test_queues_comma_separated(self):
+        a = make_row(queue_name="a")
+        b = make_row(queue_name="b")
+        make_row(queue_name="c")
+        assert self.shown("queue=a,b") == {a.pk, b.pk}
+        assert self.shown("queue=a") == {a.pk}
+
+    def test_task_path(self):
+        echo = make_row(task_path="tests.tasks.echo")
+        make_row(task_path="tests.tasks.noop_task")
+        assert self.shown("task=ECHO") == {echo.pk}
+
+    def test_backend(self):
+        other = make_row(backend_name="other")
+        make_row()
+        assert self.shown("backend=other") == {other.pk}
+        # Only configured DatabaseBackend aliases are choices: anything else is invalid.
+        assert self.shown("backend=immediate") == set()
+
+    def test_priority_range(self):
+        low = make_row(priority=-10)
+        mid = make_row(priority=5)
+        high = make_row(priority=50)
+        assert self.shown("priority_min=0&priority_max=10") == {mid.pk}
+        assert self.shown("priority_min=1") == {mid.pk, high.pk}
+        assert self.shown("priority_max=0") == {low.pk}
+
+    def test_enqueued_and_finished_ranges(self):
+        now = timezone.now()
+        old = make_complete(finished_at=now - timedelta(days=3))
+        from django_tasks.backends.database.models import DBTaskResult
+
+        DBTaskResult.objects.filter(pk=old.pk).update(enqueued_at=now - timedelta(days=3))
+        new = make_complete()
+        day_ago = (timezone.localtime(now) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+        assert self.shown(f"enqueued_after={day_ago}") == {new.pk}
+        assert self.shown(f"enqueued_before={day_ago}") == {old.pk}
+        assert self.shown(f"finished_before={day_ago}") == {old.pk}
+        assert self.shown(f"finished_after={day_ago}") == {new.pk}
+
+    def test_result_id(self):
+        row = make_row()
+        make_row()
+        assert self.shown(f"id={row.pk}") == {row.pk}
+
+    def test_search_matches_task_path_and_arguments(self):
+        by_path = make_row(task_path="tests.tasks.send_invoice")
+        by_args = make_row(args_kwargs={"args": ["customer-4711"], "kwargs": {}})
+        by_kwargs = make_row(args_kwargs={"args": [], "kwargs": {"email": "Ada@example.com"}})
+        make_row()
+        assert self.shown("q=invoice") == {by_path.pk}
+        assert self.shown("q=4711") == {by_args.pk}
+        assert self.shown("q=ada@EXAMPLE") == {by_kwargs.pk}
+
+    def test_filters_combine(self):
+        hit = make_failed(queue_name="emails")
+        make_failed(queue_name="other")
+        make_complete(queue_name="emails")
+        assert self.shown("status=FAILED&queue=emails") == {hit.pk}
+
+    def test_form_shows_the_current_filters(self):
+        response = self.client.get(url("changelist", query="status=FAILED&q=hello"))
+        content = response.content.decode()
+        assert 'value="hello"' in content
+        assert '<option value="FAILED" selected>' in content
+        assert response.context["filter_active"]
+
+    def test_sort_and_cursor_do_not_count_as_filters(self):
+        filterset = ResultFilterSet(data={"sort": "-finished", "after": "x"})
+        assert not filterset.active
+        assert ResultStatus.FAILED in dict(filterset.form.fields["status"].choices)

@@ -1,0 +1,42 @@
+"""The results table: columns, sorting headers, cell formatting."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from django.utils import timezone
+
+from django_tasks.task import ResultStatus
+
+from .utils import DashboardTestCase, make_complete, make_row, search, url
+
+
+class TableTests(DashboardTestCase):
+    def test_sort_links_toggle_and_drop_the_cursor(self):
+        make_row()
+        response = self.client.get(url("changelist", query="status=NEW&sort=priority&after=abc"))
+        content = response.content.decode()
+        link = search(r'<th [^>]*class="[^"]*asc[^"]*"[^>]*>\s*<a href="([^"]+)"', content)
+        assert link, "the sorted column is marked"
+        href = link[1].replace("&amp;", "&")
+        assert "sort=-priority" in href and "status=NEW" in href and "after=" not in href
+
+    def test_sorting_by_task_path(self):
+        b = make_row(task_path="tests.tasks.b")
+        a = make_row(task_path="tests.tasks.a")
+        rows = self.client.get(url("changelist", query="sort=task")).context["table"].data
+        assert [r.pk for r in rows] == [a.pk, b.pk]
+
+    def test_cells(self):
+        now = timezone.now()
+        make_complete(started_at=now - timedelta(seconds=90), finished_at=now)
+        deferred = make_row(run_after=now + timedelta(hours=2))
+        content = self.client.get(url("changelist")).content.decode()
+        assert '<span class="dt-status dt-status-complete">COMPLETE</span>' in content
+        assert "1 min 30 s" in content
+        assert "calculate_meaning_of_life</a>" in content
+        row = search(rf'<tr [^>]*id="dt-row-{deferred.pk}"[^>]*>.*?</tr>', content, re.S)[0]
+        assert "runs <time" in row
+        assert "in 1\xa0hour" in row or "in 2\xa0hours" in row
+        assert f'data-status="{ResultStatus.NEW}"' in row
