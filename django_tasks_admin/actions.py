@@ -115,7 +115,7 @@ class RunActionView(DashboardMixin, View):
         if action is None:
             raise PermissionDenied  # a known action, but not this user's
         # Django 6.1 returns Action objects; earlier versions (func, name, description).
-        func = action.func if hasattr(action, "func") else action[0]
+        func = getattr(action, "func", None) or action[0]
         ids = []
         for value in request.POST.getlist("ids"):
             try:
