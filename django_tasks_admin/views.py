@@ -128,12 +128,14 @@ class OverviewView(DashboardMixin, TemplateView):
 
 
 def _failure_summary(row: DBTaskResult) -> dict[str, Any]:
-    data = row.exception_data if isinstance(row.exception_data, dict) else {}
+    data = row.exception_data if isinstance(row.exception_data, dict) else None
     return {
         "row": row,
         "name": task_name(row.task_path)[0],
-        "exc_type": str(data.get("exc_type", "")).rpartition(".")[2],
-        "message": exception_message(data.get("exc_args", [])),
+        "exc_type": str(data.get("exc_type", "")).rpartition(".")[2] if data else "",
+        "message": exception_message(data.get("exc_args", []))
+        if data
+        else _("(the exception could not be saved)"),
     }
 
 

@@ -1,24 +1,21 @@
 #!/usr/bin/env bash
-# `make demo`: run the example project (example/, written separately) in the
-# py311-dj52 venv.  Arguments are passed to `python -m example`.
-#   DEMO_DB=postgres scripts/demo.sh   # also start the private PostgreSQL (scripts/pg.sh)
+# `make demo`: the example project on SQLite, live: migrate, create logins (printed),
+# seed tasks, then run a db_worker beside the web server on http://127.0.0.1:8000/.
+# Works on a fresh clone: the py311-dj52 venv is created first (scripts/venv.sh).
+#
+#   scripts/demo.sh                      # arguments go to `python -m example`
+#   scripts/demo.sh --port 8001 --reset  # another port, empty database
+#   DEMO_DB=postgres scripts/demo.sh     # on the private PostgreSQL (scripts/pg.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 VENV="$("$ROOT/scripts/venv.sh" py311-dj52)"
 
-if [[ ! -f "$ROOT/example/__init__.py" && ! -f "$ROOT/example/__main__.py" ]]; then
-    echo "demo.sh: there is no example/ package yet: nothing to run" >&2
-    exit 1
-fi
-
 if [[ "${DEMO_DB:-sqlite}" == postgres ]]; then
     "$ROOT/scripts/pg.sh" start
     eval "$("$ROOT/scripts/pg.sh" env)"
-    export TEST_DB=postgres
+    export DEMO_DB=postgres
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-DJANGO_TASKS_CHROMIUM="$(command -v chromium 2>/dev/null || true)"
-export DJANGO_TASKS_CHROMIUM
 exec "$VENV/bin/python" -m example "$@"
