@@ -29,14 +29,14 @@ def relative_time(value: datetime, now: datetime | None = None) -> str:
     return f"in {timeuntil(value, now, depth=1)}"
 
 
-def time_html(value: datetime | None, *, stacked: bool = False) -> SafeString:
-    """A <time> element showing relative and absolute time (or a dash for None)."""
+def time_html(value: datetime | None, *, inline: bool = False) -> SafeString:
+    """A <time> showing relative time, with the absolute time below (or after it, inline)."""
     if value is None:
         return mark_safe('<span class="dt-muted">—</span>')
     template = (
-        '<time datetime="{}" title="{}">{}<small class="dt-abs">{}</small></time>'
-        if stacked
-        else '<time datetime="{}" title="{}">{} <small class="dt-abs">({})</small></time>'
+        '<time datetime="{}" title="{}">{} <small class="dt-muted">({})</small></time>'
+        if inline
+        else '<time datetime="{}" title="{}">{}<small class="dt-abs">{}</small></time>'
     )
     absolute = absolute_time(value)
     return format_html(template, value.isoformat(), absolute, relative_time(value), absolute)

@@ -109,15 +109,17 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         )
 
     def render_enqueued(self, value: Any, record: DBTaskResult) -> SafeString:
-        html = time_html(value, stacked=True)
+        html = time_html(value)
         if record.run_after and record.status == "NEW":
             return format_html(
-                '{}<small class="dt-abs">runs {}</small>', html, time_html(record.run_after)
+                '{}<small class="dt-abs">runs {}</small>',
+                html,
+                time_html(record.run_after, inline=True),
             )
         return html
 
     def render_finished(self, value: Any) -> SafeString:
-        return time_html(value, stacked=True)
+        return time_html(value)
 
     def render_took(self, record: DBTaskResult) -> str:
         if record.started_at is None:

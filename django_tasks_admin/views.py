@@ -294,7 +294,10 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         }
         if data
         else None,
-        "attempts": [_attempt(a) for a in reversed(result.attempts or [])],
+        # Newest first, numbered from the first attempt.
+        "attempts": [
+            _attempt(a, number) for number, a in reversed(list(enumerate(result.attempts or [], 1)))
+        ],
         "worker": worker,
         "can_retry_this": result.status == ResultStatus.FAILED
         and admin.has_retry_permission(request),
@@ -303,7 +306,7 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
     }
 
 
-def _attempt(record: Any) -> dict[str, Any]:
+def _attempt(record: Any, number: int) -> dict[str, Any]:
     record = record if isinstance(record, dict) else {}
     times = {
         key: parse_datetime(record[key]) if isinstance(record.get(key), str) else None
@@ -313,6 +316,7 @@ def _attempt(record: Any) -> dict[str, Any]:
     finished: datetime | None = times["finished_at"]
     return {
         **times,
+        "number": number,
         "exception_class_path": record.get("exception_class_path") or "",
         "message": record.get("message") or "",
         "sections": parse_traceback(record.get("traceback")),

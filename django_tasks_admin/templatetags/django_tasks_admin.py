@@ -14,9 +14,9 @@ register = template.Library()
 
 
 @register.simple_tag
-def dt_time(value: datetime | None, stacked: bool = False) -> SafeString:
+def dt_time(value: datetime | None, inline: bool = False) -> SafeString:
     """Relative and absolute time (in the active time zone) of ``value``."""
-    return time_html(value, stacked=stacked)
+    return time_html(value, inline=inline)
 
 
 @register.filter
