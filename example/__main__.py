@@ -41,7 +41,7 @@ def setup(reset: bool) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example.settings")
     from django.conf import settings
 
-    data_dir = Path(settings.DATA_DIR)
+    data_dir = Path(settings.DATA_DIR)  # type: ignore[misc]
     if reset and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +84,7 @@ def seed() -> int:
     from example import tasks
 
     now = timezone.now()
-    results = []
+    results: list[Any] = []
     for i in range(12):
         results.append(tasks.send_welcome_email.enqueue(1000 + i, f"user{1000 + i}@example.com"))
     results.append(tasks.send_newsletter.enqueue(41, ["a@example.com", "b@example.com"]))
@@ -144,7 +144,7 @@ def _seed_old_results(now: Any) -> None:
     # enqueued_at is auto_now_add: backdate it afterwards.
     for row in rows:
         DBTaskResult.objects.filter(pk=row.pk).update(
-            enqueued_at=row.started_at - timedelta(seconds=5)
+            enqueued_at=row.finished_at - timedelta(seconds=7)  # type: ignore[operator]
         )
 
 
@@ -232,6 +232,7 @@ def main(argv: list[str]) -> int:
 
     from django.conf import settings
 
+    log_file = Path(settings.DATA_DIR) / "tasks.log"  # type: ignore[misc]
     url = f"http://{args.host}:{args.port}/"
     print(
         "\n"
@@ -239,7 +240,7 @@ def main(argv: list[str]) -> int:
         f"  Log in as: admin / {passwords['admin']}   (read-only: viewer / {passwords['viewer']})\n"
         f"  A db_worker runs every queue{' (disabled)' if args.no_worker else ''}; "
         "new tasks arrive every few seconds. Ctrl-C stops everything.\n"
-        f"  Task logs: {Path(settings.DATA_DIR) / 'tasks.log'}\n",
+        f"  Task logs: {log_file}\n",
         flush=True,
     )
     try:

@@ -31,7 +31,9 @@ def send_welcome_email(user_id: int, email: str) -> dict[str, Any]:
 
 def _deliver(recipients: list[str]) -> int:
     # Exception arguments must be JSON-serialisable to be stored: str, not bytes.
-    refused = {r: (550, "5.1.1 mailbox unavailable") for r in recipients if r.endswith(".invalid")}
+    refused: dict[str, Any] = {
+        r: (550, "5.1.1 mailbox unavailable") for r in recipients if r.endswith(".invalid")
+    }
     if refused:
         raise smtplib.SMTPRecipientsRefused(refused)
     return len(recipients)

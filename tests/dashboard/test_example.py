@@ -1,0 +1,108 @@
+"""The demo project (``python -m example``) starts, runs its tasks and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def demo_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DEMO_"))}
+    env.update(
+        DEMO_DATA_DIR=str(data_dir),
+        DEMO_PASSWORD="demo-password",
+        PYTHONPATH=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def count(db: Path, sql: str) -> int:
+    with sqlite3.connect(db, timeout=20) as connection:
+        return int(connection.execute(sql).fetchone()[0])
+
+
+def test_seed_only(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "example", "--seed-only"],
+        env=demo_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Logins: admin / demo-password" in done.stdout
+    db = tmp_path / "demo.sqlite3"
+    assert count(db, "SELECT COUNT(*) FROM django_tasks_database_dbtaskresult") > 40
+    assert (tmp_path / "static" / "staticfiles.json").exists()  # collectstatic for WhiteNoise
+
+
+def test_demo_serves_the_dashboard_and_runs_tasks(tmp_path: Path) -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "example", "--port", str(port), "--no-trickle"],
+        env=demo_env(tmp_path),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    db = tmp_path / "demo.sqlite3"
+    try:
+        deadline = time.monotonic() + 120
+        login = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/") as response:
+                    login = response.read().decode()
+                    break
+            except OSError:
+                assert demo.poll() is None, demo.stdout.read().decode() if demo.stdout else ""
+                time.sleep(0.5)
+        assert login is not None and "csrfmiddlewaretoken" in login
+        # The worker beside the server runs the seeded tasks: real failures appear.
+        failed = (
+            "SELECT COUNT(*) FROM django_tasks_database_dbtaskresult"
+            " WHERE status = 'FAILED' AND enqueued_at > datetime('now', '-1 day')"
+        )
+        while time.monotonic() < deadline and count(db, failed) < 3:
+            time.sleep(0.5)
+        assert count(db, failed) >= 3
+        # Static files come from WhiteNoise, under their hashed names (DEBUG is off).
+        css = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login)
+        assert css is not None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{css[1]}") as response:
+            assert response.status == 200
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        try:
+            output = demo.communicate(timeout=60)[0].decode()
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            raise
+    assert demo.returncode == 0, output
+    assert "Log in as: admin / demo-password" in output
+    # Every child (worker, server) is gone with the demo.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(demo.pid, 0)
