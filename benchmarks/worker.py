@@ -1,7 +1,7 @@
 """Benchmark db_worker on SQLite and PostgreSQL and print one table.
 
     make bench                       # scripts/bench.sh: durable private PostgreSQL + SQLite
-    python benchmarks/worker.py [--db sqlite|postgres|both] [--tasks 2000]
+    python benchmarks/worker.py [--db sqlite|postgres|both] [--tasks 2000] [--repeat 2]
 
 Measures, per database: its own single-row commit rate (1, 2 and 4 clients), the
 enqueue rate (autocommit and in one transaction), the drain rate of no-op tasks
@@ -44,11 +44,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=2, help="report the best of N runs")
     parser.add_argument("--measure", choices=["sqlite", "postgres"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.measure:
-        print(json.dumps(measure(args.measure, args.tasks)))
+        print(json.dumps(measure(args.measure, args.tasks, args.repeat)))
         return
 
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -59,6 +60,7 @@ def main() -> None:
             env.update(postgres_env())
         print(f"measuring {db}...", file=sys.stderr, flush=True)
         command = [sys.executable, __file__, "--measure", db, "--tasks", str(args.tasks)]
+        command += ["--repeat", str(args.repeat)]
         process = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True, check=True)
         results[db] = json.loads(process.stdout.strip().splitlines()[-1])
     print_table(results, args.tasks)
@@ -86,7 +88,7 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
     print()
     print(
         f"db_worker benchmark: {first['cpus']} CPUs, Python {platform.python_version()}, "
-        f"Django {first['django']}, {tasks:,} tasks per drain"
+        f"Django {first['django']}, {tasks:,} tasks per drain, best of {first['repeat']} runs"
     )
     width = 44
     print(f"{'':{width}}" + "".join(f"{names[db]:>26}" for db in dbs))
@@ -149,6 +151,10 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
         ],
     )
     row(
+        "idle worker CPU, polling every 0.1 s",
+        [f"{results[db]['rss']['idle_cpu']:.2%} of a core" for db in dbs],
+    )
+    row(
         f"worker RSS after {tasks:,} tasks (1 thread)",
         [f"{results[db]['rss']['after']:.1f} MB" for db in dbs],
     )
@@ -161,7 +167,7 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
 # --- measuring (in a subprocess per database) --------------------------------------
 
 
-def measure(db: str, tasks: int) -> dict[str, Any]:
+def measure(db: str, tasks: int, repeat: int) -> dict[str, Any]:
     import django
 
     workdir = Path(tempfile.mkdtemp(prefix="db_worker-bench-"))
@@ -175,7 +181,7 @@ def measure(db: str, tasks: int) -> dict[str, Any]:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    bench = Bench(db, workdir, tasks)
+    bench = Bench(db, workdir, tasks, repeat)
     return bench.run()
 
 
@@ -189,8 +195,9 @@ def create_pg_database(name: str) -> None:
 
 
 class Bench:
-    def __init__(self, db: str, workdir: Path, tasks: int) -> None:
+    def __init__(self, db: str, workdir: Path, tasks: int, repeat: int) -> None:
         self.db = db
+        self.repeat = max(1, repeat)
         self.workdir = workdir
         self.tasks = tasks
         self.double_runs = 0
@@ -200,12 +207,23 @@ class Bench:
     def run(self) -> dict[str, Any]:
         import django
 
-        result: dict[str, Any] = {"cpus": os.cpu_count(), "django": django.get_version()}
-        result["commits"] = {str(n): self.commit_rate(n) for n in (1, 2, 4)}
-        result["enqueue_autocommit"], result["enqueue_transaction"] = self.enqueue_rates()
-        result["drain"] = {str(p): self.drain(processes=p) for p in (1, 2, 4)}
+        def best(measure: Any) -> Any:
+            """The best of ``repeat`` runs: the machine may be busy with other work."""
+            runs = [measure() for _ in range(self.repeat)]
+            if isinstance(runs[0], tuple):
+                return tuple(max(values) for values in zip(*runs, strict=True))
+            return max(runs)
+
+        result: dict[str, Any] = {
+            "cpus": os.cpu_count(),
+            "django": django.get_version(),
+            "repeat": self.repeat,
+        }
+        result["commits"] = {str(n): best(lambda n=n: self.commit_rate(n)) for n in (1, 2, 4)}
+        result["enqueue_autocommit"], result["enqueue_transaction"] = best(self.enqueue_rates)
+        result["drain"] = {str(p): best(lambda p=p: self.drain(processes=p)) for p in (1, 2, 4)}
         result["sleep"] = {
-            f"{p}x{t}": self.drain(processes=p, threads=t, seconds=0.01)
+            f"{p}x{t}": best(lambda p=p, t=t: self.drain(processes=p, threads=t, seconds=0.01))
             for p, t in ((1, 8), (2, 8))
         }
         result["latency"] = self.latency()
@@ -256,7 +274,7 @@ class Bench:
         while DBTaskResult.objects.finished().count() < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("drain did not finish")
-            time.sleep(0.05)
+            time.sleep(0.2)  # rare polls: this process shares the CPUs with the workers
 
     def check_runs(self, tokens: int) -> None:
         text = Path(self.runs_file).read_text() if Path(self.runs_file).exists() else ""
@@ -377,12 +395,18 @@ class Bench:
             return float(psutil.Process(process.pid).memory_info().rss) / 2**20
 
         self.reset()
-        result = {}
+        result: dict[str, float] = {}
         for threads in (8, 1):
             worker = self.start_worker("--interval", "0.1", "--threads", str(threads))
             self.wait_registered(1)
             time.sleep(2)
             result[f"idle_{threads}"] = rss_of(worker)
+            if threads == 1:
+                # CPU an idle worker burns polling every 0.1 s (and heartbeating).
+                cpu = psutil.Process(worker.pid).cpu_times()
+                time.sleep(5)
+                after = psutil.Process(worker.pid).cpu_times()
+                result["idle_cpu"] = (after.user + after.system - cpu.user - cpu.system) / 5
             if threads == 1:
                 with transaction.atomic():
                     for i in range(self.tasks):

@@ -724,6 +724,8 @@ class _Supervisor(threading.Thread):
                 self.recover()
             return True
         except (OperationalError, InterfaceError) as e:
+            if "is locked" in str(e):
+                return False  # SQLite busy: try again shortly, nothing to report
             self._failures += 1
             self._healthy_since = None
             if self._failures == 1 or self._failures % 10 == 0:
