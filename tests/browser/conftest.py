@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import override_settings
 
 from tests.worker_helpers import Workers
@@ -54,6 +55,9 @@ def browser(django_db_setup: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         )
         yield browser
         browser.close()
+        # While Playwright's loop runs, Django keeps this thread's connections apart
+        # (asgiref's Local): close them now, or they outlive the test database.
+        connections.close_all()
 
 
 @pytest.fixture
