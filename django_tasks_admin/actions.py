@@ -37,11 +37,13 @@ from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
 
 from . import conf
+from .detail import result_context
 from .filters import LIST_PARAMS, ResultFilterSet
 from .forms import PruneForm
+from .live import HTTP_STOP_POLLING, htmx_target
 from .models import BulkRetry
 from .tasks import bulk_retry
-from .views import HTTP_STOP_POLLING, DashboardMixin, htmx_target, result_context
+from .views import DashboardMixin
 
 
 class ActionMixin(DashboardMixin):

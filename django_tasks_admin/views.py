@@ -7,15 +7,11 @@ the sidebar, breadcrumbs, messages and dark mode of the admin they live in.
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
-from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
 from django.views.generic.base import ContextMixin
@@ -23,50 +19,26 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin
 
 from django_tasks.backends.database import services
-from django_tasks.backends.database.models import DBTaskResult, DBWorker
-from django_tasks.task import ResultStatus
+from django_tasks.backends.database.models import DBTaskResult
 
 from . import conf
+from .detail import result_context
 from .filters import ResultFilterSet, known_queue_names
-from .formatting import duration_text, exception_message, pretty_json, task_name
+from .formatting import exception_message, task_name
+from .live import (
+    FINISHED_STATUSES,
+    HTTP_STOP_POLLING,
+    LIVE_STATUSES,
+    fingerprint,
+    htmx_target,
+    no_change,
+)
 from .pagination import KeysetPaginator, parse_sort
 from .stats import count_results
 from .tables import DEFAULT_SORT, LIST_FIELDS, SORT_KEYS, ResultTable
-from .tracebacks import parse_traceback
 
 if TYPE_CHECKING:
-    from django_htmx.middleware import HtmxDetails
-
     from .admin import TaskResultAdmin
-
-    class HtmxHttpRequest(HttpRequest):
-        htmx: HtmxDetails
-else:
-    HtmxHttpRequest = HttpRequest
-
-LIVE_STATUSES = (ResultStatus.NEW, ResultStatus.RUNNING)
-FINISHED_STATUSES = (ResultStatus.COMPLETE, ResultStatus.FAILED)
-HTTP_STOP_POLLING = 286
-
-
-def htmx_target(request: HttpRequest) -> str | None:
-    """The id of the element an htmx request targets, or None if it isn't htmx."""
-    htmx = getattr(request, "htmx", None)
-    if htmx is not None:
-        return htmx.target if htmx else None
-    if request.headers.get("HX-Request") == "true":  # HtmxMiddleware not installed
-        return request.headers.get("HX-Target") or ""
-    return None
-
-
-def fingerprint(values: Any) -> str:
-    """A short digest of what a live region shows, to answer idle polls with 204."""
-    return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
-
-
-def no_change() -> HttpResponse:
-    """The answer to a poll when nothing changed: htmx swaps nothing on 204."""
-    return HttpResponse(status=204)
 
 
 class DashboardMixin(ContextMixin):
@@ -255,71 +227,3 @@ class ResultDetailView(DashboardMixin, TemplateView):
         context.update(result_context(result, request=self.request, admin=self.admin))
         context["title"] = context["task_name"]
         return context
-
-
-def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) -> dict[str, Any]:
-    """What the detail page (and its live region) shows of ``result``."""
-    name, module = task_name(result.task_path)
-    data = result.exception_data if isinstance(result.exception_data, dict) else None
-    args_kwargs = result.args_kwargs if isinstance(result.args_kwargs, dict) else {}
-    waiting_from = max(filter(None, [result.enqueued_at, result.run_after]), default=None)
-    worker = None
-    if result.worker_id:
-        worker = DBWorker.objects.filter(pk=result.worker_id).first()
-    live = result.status in LIVE_STATUSES
-    return {
-        "result": result,
-        "task_name": name,
-        "task_module": module,
-        "live": live,
-        "fingerprint": fingerprint(
-            (result.status, result.started_at, result.finished_at, result.enqueued_at)
-        ),
-        "waiting": duration_text(result.started_at - waiting_from)
-        if result.started_at and waiting_from
-        else None,
-        "running": duration_text(result.finished_at - result.started_at)
-        if result.finished_at and result.started_at
-        else None,
-        "args_json": pretty_json(args_kwargs.get("args", [])),
-        "kwargs_json": pretty_json(args_kwargs.get("kwargs", {})),
-        "return_json": pretty_json(result.return_value)
-        if result.status == ResultStatus.COMPLETE
-        else None,
-        "exception": {
-            "type": data.get("exc_type", ""),
-            "message": exception_message(data.get("exc_args", [])),
-            "sections": parse_traceback(data.get("exc_traceback")),
-            "raw": data.get("exc_traceback", ""),
-        }
-        if data
-        else None,
-        # Newest first, numbered from the first attempt.
-        "attempts": [
-            _attempt(a, number) for number, a in reversed(list(enumerate(result.attempts or [], 1)))
-        ],
-        "worker": worker,
-        "can_retry_this": result.status == ResultStatus.FAILED
-        and admin.has_retry_permission(request),
-        "detail_url": reverse(admin.dashboard_url_name("change"), args=[result.pk]),
-        "retry_url": reverse(admin.dashboard_url_name("retry"), args=[result.pk]),
-    }
-
-
-def _attempt(record: Any, number: int) -> dict[str, Any]:
-    record = record if isinstance(record, dict) else {}
-    times = {
-        key: parse_datetime(record[key]) if isinstance(record.get(key), str) else None
-        for key in ("enqueued_at", "started_at", "finished_at")
-    }
-    started: datetime | None = times["started_at"]
-    finished: datetime | None = times["finished_at"]
-    return {
-        **times,
-        "number": number,
-        "exception_class_path": record.get("exception_class_path") or "",
-        "message": record.get("message") or "",
-        "sections": parse_traceback(record.get("traceback")),
-        "worker_id": record.get("worker_id"),
-        "running": duration_text(finished - started) if started and finished else None,
-    }

@@ -1,0 +1,85 @@
+"""What the result detail page shows of a row."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+
+from django_tasks.backends.database.models import DBTaskResult, DBWorker
+from django_tasks.task import ResultStatus
+
+from .formatting import duration_text, exception_message, pretty_json, task_name
+from .live import LIVE_STATUSES, fingerprint
+from .tracebacks import parse_traceback
+
+
+def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) -> dict[str, Any]:
+    """What the detail page (and its live region) shows of ``result``."""
+    name, module = task_name(result.task_path)
+    data = result.exception_data if isinstance(result.exception_data, dict) else None
+    args_kwargs = result.args_kwargs if isinstance(result.args_kwargs, dict) else {}
+    waiting_from = max(filter(None, [result.enqueued_at, result.run_after]), default=None)
+    worker = None
+    if result.worker_id:
+        worker = DBWorker.objects.filter(pk=result.worker_id).first()
+    live = result.status in LIVE_STATUSES
+    return {
+        "result": result,
+        "task_name": name,
+        "task_module": module,
+        "live": live,
+        "fingerprint": fingerprint(
+            (result.status, result.started_at, result.finished_at, result.enqueued_at)
+        ),
+        "waiting": duration_text(result.started_at - waiting_from)
+        if result.started_at and waiting_from
+        else None,
+        "running": duration_text(result.finished_at - result.started_at)
+        if result.finished_at and result.started_at
+        else None,
+        "args_json": pretty_json(args_kwargs.get("args", [])),
+        "kwargs_json": pretty_json(args_kwargs.get("kwargs", {})),
+        "return_json": pretty_json(result.return_value)
+        if result.status == ResultStatus.COMPLETE
+        else None,
+        "exception": {
+            "type": data.get("exc_type", ""),
+            "message": exception_message(data.get("exc_args", [])),
+            "sections": parse_traceback(data.get("exc_traceback")),
+            "raw": data.get("exc_traceback", ""),
+        }
+        if data
+        else None,
+        # Newest first, numbered from the first attempt.
+        "attempts": [
+            _attempt(a, number) for number, a in reversed(list(enumerate(result.attempts or [], 1)))
+        ],
+        "worker": worker,
+        "can_retry_this": result.status == ResultStatus.FAILED
+        and admin.has_retry_permission(request),
+        "detail_url": reverse(admin.dashboard_url_name("change"), args=[result.pk]),
+        "retry_url": reverse(admin.dashboard_url_name("retry"), args=[result.pk]),
+    }
+
+
+def _attempt(record: Any, number: int) -> dict[str, Any]:
+    record = record if isinstance(record, dict) else {}
+    times = {
+        key: parse_datetime(record[key]) if isinstance(record.get(key), str) else None
+        for key in ("enqueued_at", "started_at", "finished_at")
+    }
+    started: datetime | None = times["started_at"]
+    finished: datetime | None = times["finished_at"]
+    return {
+        **times,
+        "number": number,
+        "exception_class_path": record.get("exception_class_path") or "",
+        "message": record.get("message") or "",
+        "sections": parse_traceback(record.get("traceback")),
+        "worker_id": record.get("worker_id"),
+        "running": duration_text(finished - started) if started and finished else None,
+    }
