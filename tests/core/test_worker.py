@@ -382,3 +382,8 @@ def test_enqueue_notifies_on_commit_only_for_ready_tasks() -> None:
     assert notifications() == []
     with connection.cursor() as cursor:
         cursor.execute("UNLISTEN *")
+
+
+def test_threads_exit_in_batch_mode_when_nothing_is_ready(workers: Workers) -> None:
+    worker = workers.start("--batch", "--threads", "4")
+    assert worker.wait(timeout=60) == 0, worker.output()

@@ -50,7 +50,7 @@ T = TypeVar("T")
 DEFAULT_CLAIM_SIZE = 32
 """The most tasks one executor claims at once."""
 
-BATCH_SECONDS = 0.05
+BATCH_SECONDS = 0.1
 """Claim about this much work at once, judged by how long recent tasks took."""
 
 MAX_BACKOFF = 5.0
@@ -167,6 +167,8 @@ class Worker:
         finally:
             self._shutdown()
             self._restore_signal_handlers()
+            for wakeup in [self._main_wake, *(e.wake for e in self._executors)]:
+                wakeup.close()
 
     def _register(self) -> bool:
         try:
@@ -437,6 +439,10 @@ class _Executor:
         self.thread_id = threading.get_ident()
         on_main = threading.current_thread() is threading.main_thread()
         try:
+            if self.index:
+                # Extra threads start idle: the first one polls and wakes them for work,
+                # so a worker that stays idle never opens their connections.
+                self.wake.wait(None)
             while worker.running:
                 if not worker.may_start_tasks():
                     self.wake.wait(0.1)
@@ -455,6 +461,7 @@ class _Executor:
             pass  # the second signal arrived between tasks
         finally:
             worker.stop_polling(self)
+            worker.wake_executors(but=self)  # idle threads must not wait for us forever
             self.release_pending()
             if not on_main:
                 connections.close_all()
@@ -649,6 +656,7 @@ class _Supervisor(threading.Thread):
             worker.request_stop()
         finally:
             connections.close_all()
+            self.wake.close()
 
     def _check_parent(self) -> None:
         parent = self.worker.parent_pid
