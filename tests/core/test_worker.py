@@ -387,3 +387,15 @@ def test_enqueue_notifies_on_commit_only_for_ready_tasks() -> None:
 def test_threads_exit_in_batch_mode_when_nothing_is_ready(workers: Workers) -> None:
     worker = workers.start("--batch", "--threads", "4")
     assert worker.wait(timeout=60) == 0, worker.output()
+
+
+def test_a_worker_considered_lost_registers_again(workers: Workers) -> None:
+    worker = workers.start("--heartbeat-timeout", "1")
+    row = wait_until(lambda: DBWorker.objects.first(), what="the worker to register")
+    DBWorker.objects.all().delete()  # what recovery does to a worker it thinks is dead
+
+    again = wait_until(lambda: DBWorker.objects.first(), what="the worker to register again")
+    assert again.pk == row.pk
+    assert "was considered lost" in worker.output()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0

@@ -109,6 +109,7 @@ class Worker:
         self.force = False  # True once asked to abort running tasks
         self.tasks_done = 0
         self.tasks_failed = 0
+        self.generation = 0  # bumped when we learn others considered us lost
 
         self._executors: list[_Executor] = []
         self._supervisor: _Supervisor | None = None
@@ -432,6 +433,7 @@ class _Executor:
         self.avg_seconds: float | None = None
         self.tasks = services.TaskCache()
         self.needs_reconcile = False
+        self.generation = 0
         self._recorded = False
 
     def run(self) -> None:
@@ -485,6 +487,7 @@ class _Executor:
                     limit=limit,
                 )
                 self.pending.extend(rows)
+                self.generation = worker.generation
             # Work arrived (the poller wakes the others), or more may be waiting.
             if rows and not worker.stop_polling(self) and len(rows) == limit:
                 worker.wake_executors(but=self)
@@ -504,7 +507,12 @@ class _Executor:
 
     def run_pending(self) -> None:
         worker = self.worker
-        while self.pending and worker.running and worker.may_start_tasks():
+        while (
+            self.pending
+            and worker.running
+            and worker.may_start_tasks()
+            and self.generation == worker.generation  # else others recovered our claims
+        ):
             self.current = self.pending.popleft()
             self._recorded = False
             began = time.perf_counter()
@@ -709,6 +717,7 @@ class _Supervisor(threading.Thread):
                 tasks_failed=worker.tasks_failed,
             )
             if not alive:
+                worker.generation += 1
                 logger.warning(
                     "Worker id=%s was considered lost (no heartbeat for %gs): registering again",
                     worker.worker_id,
