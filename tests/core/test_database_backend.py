@@ -6,6 +6,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.db import transaction
+from django.db.models.signals import post_save
 from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
@@ -296,3 +297,34 @@ class DatabaseBackendOutsideTransactionTestCase(TransactionTestCase):
         assert result.enqueued_at is None
         result.refresh()
         assert result.enqueued_at is not None
+
+
+@override_settings(TASKS=DB_TASKS)
+class DatabaseBackendInsertPathTestCase(TransactionTestCase):
+    """Enqueue skips the ORM's save() unless someone listens to the model's signals."""
+
+    def test_post_save_listeners_still_see_the_insert(self) -> None:
+        seen: list[tuple[Any, bool]] = []
+
+        def receiver(sender: Any, instance: DBTaskResult, created: bool, **kwargs: Any) -> None:
+            seen.append((instance.pk, created))
+
+        post_save.connect(receiver, sender=DBTaskResult)
+        try:
+            result = test_tasks.noop_task.enqueue()
+        finally:
+            post_save.disconnect(receiver, sender=DBTaskResult)
+
+        assert seen == [(uuid.UUID(result.id), True)]
+        assert DBTaskResult.objects.get(id=result.id).status == ResultStatus.NEW
+
+    def test_repeated_enqueues_store_each_row_with_its_own_values(self) -> None:
+        first = test_tasks.echo.using(priority=7, queue_name="queue-1").enqueue("x", n=[1, 2])
+        second = test_tasks.noop_task.enqueue()
+
+        row = DBTaskResult.objects.get(id=first.id)
+        assert (row.priority, row.queue_name, row.task_path) == (7, "queue-1", "tests.tasks.echo")
+        assert row.args_kwargs == {"args": ["x"], "kwargs": {"n": [1, 2]}}
+        assert row.enqueued_at == first.enqueued_at
+        assert DBTaskResult.objects.get(id=second.id).task_path == "tests.tasks.noop_task"
+        assert default_task_backend.get_result(first.id) == first

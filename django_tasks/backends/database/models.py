@@ -229,11 +229,15 @@ class DBTaskResult(models.Model):
     @property
     def task_result(self) -> TaskResult[Any]:
         """The public TaskResult for this row."""
+        return self.task_result_for(self.task)
+
+    def task_result_for(self, task: Task[Any, Any]) -> TaskResult[Any]:
+        """The public TaskResult for this row, for a task already at hand."""
         from .backend import TaskResult
 
         task_result = TaskResult[Any](
             db_result=self,
-            task=self.task,
+            task=task,
             id=normalize_uuid(self.id),
             status=ResultStatus(self.status),
             enqueued_at=self.enqueued_at,
