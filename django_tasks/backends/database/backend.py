@@ -32,13 +32,15 @@ class TaskResult(BaseTaskResult[T]):
     db_result: DBTaskResult
 
 
-# INSERT statements compiled once per connection: compiling one through the ORM
-# costs more CPU than the database spends committing the row.
-_insert_sql: dict[tuple[str, str], str] = {}
+# INSERT statements compiled once per connection and set of columns: compiling
+# one through the ORM costs more CPU than the database spends committing the row.
+_insert_sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
 
 def insert_row(db_result: DBTaskResult, using: str) -> None:
     """INSERT a new row in one statement, reusing the compiled SQL."""
+    from .services import execute_write
+
     model = type(db_result)
     if pre_save.has_listeners(model) or post_save.has_listeners(model):
         # Someone listens to the model's signals: take the ORM's full path.
@@ -46,10 +48,15 @@ def insert_row(db_result: DBTaskResult, using: str) -> None:
         return
 
     connection = connections[using]
-    fields = model._meta.concrete_fields
-    for field in fields:
+    for field in model._meta.concrete_fields:
         field.pre_save(db_result, add=True)  # auto_now_add and friends
-    key = (using, connection.vendor)
+    # Columns left NULL are left out: fewer parameters to adapt and send.
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if getattr(db_result, field.attname) is not None
+    ]
+    key = (using, connection.vendor, tuple(field.attname for field in fields))
     sql = _insert_sql.get(key)
     if sql is None:
         query = InsertQuery(model)
@@ -59,8 +66,7 @@ def insert_row(db_result: DBTaskResult, using: str) -> None:
     params = [
         field.get_db_prep_save(getattr(db_result, field.attname), connection) for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    execute_write(connection, sql, params)
     db_result._state.adding = False
     db_result._state.db = using
 

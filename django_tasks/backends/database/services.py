@@ -728,7 +728,7 @@ def _save_outcome(
     params.append(_prep("id", db_result.pk, connection))
     if worker_id is not None:
         params.append(_prep("worker_id", worker_id, connection))
-    if not _execute(connection, sql, params):
+    if not execute_write(connection, sql, params):
         # A retry after a lost reply may find its own earlier write (same finished_at).
         rows = DBTaskResult.objects.using(using).filter(pk=db_result.pk)
         if worker_id is not None:
@@ -749,7 +749,7 @@ def _save_outcome(
 _OUTCOME_SQL: dict[tuple[Any, ...], str] = {}
 
 
-def _execute(connection: Any, sql: str, params: list[Any]) -> int:
+def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
     """Run one write statement; return its row count.
 
     On psycopg 3 this binds parameters server-side (Django binds client-side,
@@ -757,6 +757,12 @@ def _execute(connection: Any, sql: str, params: list[Any]) -> int:
     Django's, as through a Django cursor.  SQLite statements go to sqlite3
     directly, for the same reason.
     """
+    if connection.queries_logged or connection.execute_wrappers:
+        # Someone watches queries (DEBUG, assertNumQueries, an APM's execute
+        # wrapper): go through Django's cursor so they see this one too.
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return int(cursor.rowcount)
     if connection.vendor == "postgresql" and _psycopg_cursor is not None:
         connection.ensure_connection()
         with connection.wrap_database_errors, _psycopg_cursor(connection.connection) as cursor:
