@@ -6,8 +6,6 @@ the global site ends up with.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.test import RequestFactory, TestCase, override_settings
@@ -16,27 +14,11 @@ from django.urls import path, reverse
 from django_tasks import ResultStatus
 from django_tasks.backends.database.admin import DBTaskResultAdmin
 from django_tasks.backends.database.models import DBTaskResult
+from tests.db_utils import DB_TASKS, make_row
 
 site = admin.AdminSite(name="admin")
 site.register(DBTaskResult, DBTaskResultAdmin)
 urlpatterns = [path("admin/", site.urls)]
-
-DB_TASKS = {
-    "default": {
-        "BACKEND": "django_tasks.backends.database.DatabaseBackend",
-        "QUEUES": ["default", "queue-1"],
-    }
-}
-
-
-def make_row(**kwargs: Any) -> DBTaskResult:
-    values: dict[str, Any] = {
-        "args_kwargs": {"args": [], "kwargs": {}},
-        "task_path": "tests.tasks.noop_task",
-        "backend_name": "default",
-        **kwargs,
-    }
-    return DBTaskResult.objects.create(**values)
 
 
 @override_settings(TASKS=DB_TASKS, ROOT_URLCONF=__name__)

@@ -17,13 +17,7 @@ from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.signals import task_enqueued
 from tests import tasks as test_tasks
-
-DB_TASKS = {
-    "default": {
-        "BACKEND": "django_tasks.backends.database.DatabaseBackend",
-        "QUEUES": ["default", "queue-1"],
-    }
-}
+from tests.db_utils import DB_TASKS
 
 
 class SignalRecorder:

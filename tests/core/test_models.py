@@ -3,7 +3,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
 
 from django.core.exceptions import SuspiciousOperation
 from django.db import DatabaseError, IntegrityError, transaction
@@ -15,24 +14,7 @@ from django_tasks.backends.database.backend import TaskResult as DBBackendTaskRe
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import Task
 from tests import tasks as test_tasks
-
-DB_TASKS = {
-    "default": {
-        "BACKEND": "django_tasks.backends.database.DatabaseBackend",
-        "QUEUES": ["default", "queue-1"],
-    }
-}
-
-
-def make_row(**kwargs: Any) -> DBTaskResult:
-    """Insert a row for tests.tasks.noop_task (overridable)."""
-    values: dict[str, Any] = {
-        "args_kwargs": {"args": [], "kwargs": {}},
-        "task_path": "tests.tasks.noop_task",
-        "backend_name": "default",
-        **kwargs,
-    }
-    return DBTaskResult.objects.create(**values)
+from tests.db_utils import DB_TASKS, make_row
 
 
 @override_settings(TASKS=DB_TASKS)

@@ -11,44 +11,27 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count
-from django.test import override_settings
 
 from django_tasks import ResultStatus
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from django_tasks.backends.database.services import WorkerLost
 from tests.worker_helpers import Workers, record_run, runs, wait_until
-from tests.worker_settings import WORKER_TASKS
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("worker_backend"),
+]
 
 HEAVY = os.environ.get("DJANGO_TASKS_HEAVY") == "1"
 
 T = TypeVar("T")
-
-
-@pytest.fixture(autouse=True)
-def database_backend() -> Iterator[None]:
-    with override_settings(TASKS=WORKER_TASKS):
-        yield
-
-
-@pytest.fixture
-def workers() -> Iterator[Workers]:
-    started = Workers()
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def runs_file(tmp_path: Path) -> str:
-    return str(tmp_path / "runs.txt")
 
 
 def enqueue(runs_file: str, count: int, seconds: float = 0.0) -> None:

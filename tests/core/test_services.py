@@ -23,6 +23,7 @@ from django_tasks.backends.database.services import (
 )
 from django_tasks.exceptions import ResultDoesNotExist
 from tests import tasks as test_tasks
+from tests.db_utils import make_row
 
 DB_TASKS = {
     "default": {
@@ -34,16 +35,6 @@ DB_TASKS = {
         "QUEUES": [],
     },
 }
-
-
-def make_row(**kwargs: Any) -> DBTaskResult:
-    values: dict[str, Any] = {
-        "args_kwargs": {"args": [], "kwargs": {}},
-        "task_path": "tests.tasks.noop_task",
-        "backend_name": "default",
-        **kwargs,
-    }
-    return DBTaskResult.objects.create(**values)
 
 
 def make_failed_row(message: str = "boom", **kwargs: Any) -> DBTaskResult:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from django.test import override_settings
 from django.utils import timezone
 
 from django_tasks import ResultStatus
@@ -25,27 +23,8 @@ from tests.worker_helpers import (
     started_then_sleep,
     wait_until,
 )
-from tests.worker_settings import WORKER_TASKS
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def database_backend() -> Iterator[None]:
-    with override_settings(TASKS=WORKER_TASKS):
-        yield
-
-
-@pytest.fixture
-def workers() -> Iterator[Workers]:
-    started = Workers()
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def runs_file(tmp_path: Path) -> str:
-    return str(tmp_path / "runs.txt")
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
 
 
 def status_of(result: Any) -> ResultStatus:

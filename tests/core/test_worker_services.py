@@ -21,13 +21,7 @@ from django_tasks.signals import task_finished, task_started
 from tests import tasks as test_tasks
 from tests.worker_settings import WORKER_TASKS
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def database_backend() -> Iterator[None]:
-    with override_settings(TASKS=WORKER_TASKS):
-        yield
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
 
 
 @pytest.fixture
