@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterable
 from inspect import iscoroutinefunction
@@ -76,13 +77,11 @@ class BaseTaskBackend(metaclass=ABCMeta):
 
     def _get_enqueue_on_commit_for_task(self, task: Task[Any, Any]) -> bool:
         """Return whether this task's enqueue waits for the transaction to commit."""
-        if not has_databases():
-            return False
-        if database_access_forbidden():
-            return False
         if isinstance(task.enqueue_on_commit, bool):
-            return task.enqueue_on_commit
-        return self.enqueue_on_commit
+            wanted = task.enqueue_on_commit
+        else:
+            wanted = self.enqueue_on_commit
+        return wanted and has_databases() and not database_access_forbidden()
 
     def _enqueue_or_defer(
         self, task: Task[Any, Any], func: Callable[[], None], using: str | None = None
@@ -122,6 +121,17 @@ class BaseTaskBackend(metaclass=ABCMeta):
         """Return JSON-normalised arguments; TypeError if they are not JSON."""
         try:
             return json_normalize(list(args)), json_normalize(kwargs)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise TypeError(f"Task arguments must be JSON-serializable: {e}") from e
+
+    def _arguments_json(self, args: Iterable[Any], kwargs: dict[str, Any]) -> str:
+        """Return ``{"args": ..., "kwargs": ...}`` as JSON text; TypeError if not JSON.
+
+        For backends that store the text: ``json.loads`` of it gives the arguments
+        as ``_normalize_arguments`` would.
+        """
+        try:
+            return json.dumps({"args": list(args), "kwargs": kwargs})
         except (TypeError, ValueError, OverflowError) as e:
             raise TypeError(f"Task arguments must be JSON-serializable: {e}") from e
 

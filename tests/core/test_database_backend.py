@@ -262,9 +262,27 @@ class DatabaseBackendOutsideTransactionTestCase(TransactionTestCase):
         with self.assertNumQueries(1) as ctx:
             result = test_tasks.noop_task.enqueue()
 
-        assert ctx.captured_queries[0]["sql"].startswith("INSERT")
+        # One INSERT (on PostgreSQL inside a statement that also wakes idle workers).
+        assert "INSERT INTO" in ctx.captured_queries[0]["sql"]
         assert result.enqueued_at is not None
         assert DBTaskResult.objects.filter(id=result.id).exists()
+
+    @override_settings(TASKS={"default": {**DB_TASKS["default"], "ENQUEUE_ON_COMMIT": False}})
+    def test_enqueue_inside_atomic_without_on_commit_belongs_to_the_transaction(self) -> None:
+        # The row is written at once, and lives or dies with the caller's transaction.
+        with self.assertRaises(RuntimeError), transaction.atomic():
+            first = test_tasks.noop_task.enqueue()
+            second = test_tasks.echo.enqueue("x")
+            assert DBTaskResult.objects.filter(id__in=[first.id, second.id]).count() == 2
+            raise RuntimeError
+        assert not DBTaskResult.objects.exists()
+
+        with transaction.atomic():
+            kept = test_tasks.noop_task.enqueue()
+            with self.assertRaises(RuntimeError), transaction.atomic():
+                test_tasks.noop_task.enqueue()  # in a savepoint that rolls back
+                raise RuntimeError
+        assert list(DBTaskResult.objects.values_list("id", flat=True)) == [uuid.UUID(kept.id)]
 
     def test_enqueue_then_get_result_are_equal(self) -> None:
         result = test_tasks.echo.using(priority=3).enqueue("a", b=1)

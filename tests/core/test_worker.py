@@ -322,7 +322,8 @@ def test_idle_threads_wake_up_for_new_work(workers: Workers, runs_file: str) -> 
 def test_postgresql_notifications_wake_an_idle_worker(workers: Workers, runs_file: str) -> None:
     # With a 10-minute poll interval, only a notification can wake the worker in time.
     worker = workers.start("--interval", "600")
-    wait_until(lambda: DBWorker.objects.exists(), what="the worker to register")
+    # Idle, it says it waits: enqueues notify only then.
+    wait_until(lambda: DBWorker.objects.filter(waiting=True).exists(), what="the worker to wait")
     for i in range(3):
         result = record_run.enqueue(runs_file, str(i))
         wait_until(
@@ -334,11 +335,10 @@ def test_postgresql_notifications_wake_an_idle_worker(workers: Workers, runs_fil
     assert worker.wait() == 0
 
 
-@pytest.mark.skipif(
-    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
-)
-def test_enqueue_notifies_on_commit_only_for_ready_tasks() -> None:
-    from django.db import connection, transaction
+@pytest.fixture
+def listening() -> Any:
+    """LISTEN on the test's connection; return what reads the notifications since."""
+    from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute('LISTEN "django_tasks"')
@@ -349,18 +349,67 @@ def test_enqueue_notifies_on_commit_only_for_ready_tasks() -> None:
             cursor.execute("SELECT 1")  # delivers what arrived meanwhile
         return [n.payload for n in raw.notifies(timeout=0.2)]
 
+    yield notifications
+    with connection.cursor() as cursor:
+        cursor.execute("UNLISTEN *")
+
+
+def waiting_worker(backend_name: str = "default") -> DBWorker:
+    return DBWorker.objects.create(host="h", pid=1, backend_name=backend_name, waiting=True)
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
+)
+def test_enqueue_notifies_on_commit_only_for_ready_tasks(listening: Any) -> None:
+    from django.db import transaction
+
+    waiting_worker()
     with transaction.atomic():
         record_run.using(queue_name="q1").enqueue("/dev/null", "a")
         record_run.using(queue_name="q1").enqueue("/dev/null", "b")
         record_run.using(run_after=timedelta(hours=1)).enqueue("/dev/null", "later")
-    assert notifications() == ["default\nq1"]  # duplicates fold, deferred tasks are quiet
+        assert listening() == []  # not before the commit
+    assert listening() == ["default\nq1"]  # duplicates fold, deferred tasks are quiet
 
     with pytest.raises(RuntimeError), transaction.atomic():
         record_run.enqueue("/dev/null", "rolled back")
         raise RuntimeError
-    assert notifications() == []
-    with connection.cursor() as cursor:
-        cursor.execute("UNLISTEN *")
+    assert listening() == []
+
+    record_run.using(queue_name="q2").enqueue("/dev/null", "autocommit")
+    assert listening() == ["default\nq2"]
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
+)
+def test_enqueue_is_quiet_while_no_worker_waits(listening: Any) -> None:
+    from django.db import transaction
+
+    worker = waiting_worker(backend_name="other")  # another backend's worker
+    record_run.enqueue("/dev/null", "a")
+    with transaction.atomic():
+        record_run.enqueue("/dev/null", "b")
+    assert listening() == []
+
+    worker.backend_name = "default"
+    worker.waiting = False  # busy
+    worker.save()
+    record_run.enqueue("/dev/null", "c")
+    assert listening() == []
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="LISTEN/NOTIFY is PostgreSQL only"
+)
+def test_rows_made_new_again_notify_whether_or_not_a_worker_waits(listening: Any) -> None:
+    from django_tasks.backends.database import services
+
+    row = make_row("tests.tasks.noop_task", status=ResultStatus.FAILED, queue_name="q3")
+    assert listening() == []
+    assert services.retry(results=[row.pk]).retried == 1
+    assert listening() == ["default\nq3"]
 
 
 def test_threads_exit_in_batch_mode_when_nothing_is_ready(workers: Workers) -> None:

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import uuid4
 
 from django.apps import apps
 from django.core.checks import messages
 from django.core.exceptions import ValidationError
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models.signals import post_save, pre_save
-from django.db.models.sql import InsertQuery
+from django.utils import timezone
 
 from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.signals import task_enqueued
 from django_tasks.task import Task
 from django_tasks.task import TaskResult as BaseTaskResult
+
+from .inserts import FAST_VENDORS, start_insert
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -32,43 +36,11 @@ class TaskResult(BaseTaskResult[T]):
     db_result: DBTaskResult
 
 
-# INSERT statements compiled once per connection and set of columns: compiling
-# one through the ORM costs more CPU than the database spends committing the row.
-_insert_sql: dict[tuple[str, str, tuple[str, ...]], str] = {}
+def _save_has_listeners() -> bool:
+    """Whether someone listens to the row's save signals (then the ORM saves it)."""
+    from .models import DBTaskResult
 
-
-def insert_row(db_result: DBTaskResult, using: str) -> None:
-    """INSERT a new row in one statement, reusing the compiled SQL."""
-    from .services import execute_write
-
-    model = type(db_result)
-    if pre_save.has_listeners(model) or post_save.has_listeners(model):
-        # Someone listens to the model's signals: take the ORM's full path.
-        db_result.save(force_insert=True, using=using)
-        return
-
-    connection = connections[using]
-    for field in model._meta.concrete_fields:
-        field.pre_save(db_result, add=True)  # auto_now_add and friends
-    # Columns left NULL are left out: fewer parameters to adapt and send.
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if getattr(db_result, field.attname) is not None
-    ]
-    key = (using, connection.vendor, tuple(field.attname for field in fields))
-    sql = _insert_sql.get(key)
-    if sql is None:
-        query = InsertQuery(model)
-        query.insert_values(fields, [db_result])
-        [(sql, _params)] = query.get_compiler(using=using).as_sql()
-        _insert_sql[key] = sql
-    params = [
-        field.get_db_prep_save(getattr(db_result, field.attname), connection) for field in fields
-    ]
-    execute_write(connection, sql, params)
-    db_result._state.adding = False
-    db_result._state.db = using
+    return pre_save.has_listeners(DBTaskResult) or post_save.has_listeners(DBTaskResult)
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -81,21 +53,6 @@ class DatabaseBackend(BaseTaskBackend):
     # Results are rows: any process can read them.
     supports_get_result = True
 
-    def _task_to_db_task(
-        self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
-    ) -> DBTaskResult:
-        from .models import DBTaskResult
-
-        norm_args, norm_kwargs = self._normalize_arguments(args, kwargs)
-        return DBTaskResult(
-            args_kwargs={"args": norm_args, "kwargs": norm_kwargs},
-            priority=task.priority,
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            run_after=task.run_after,
-            backend_name=self.alias,
-        )
-
     def enqueue(
         self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> TaskResult[T]:
@@ -103,14 +60,90 @@ class DatabaseBackend(BaseTaskBackend):
         from .models import DBTaskResult
 
         self.validate_task(task)
-        db_result = self._task_to_db_task(task, args, kwargs)
+        args_kwargs_json = self._arguments_json(args, kwargs)
         using = router.db_for_write(DBTaskResult)
+        connection = connections[using]
+        if self._get_enqueue_on_commit_for_task(task) and (
+            # Outside a transaction on_commit() would run it at once: so do we.
+            connection.in_atomic_block or not connection.get_autocommit()
+        ):
+            return self._enqueue_on_commit(task, args_kwargs_json, using)
+
+        def row(**values: Any) -> DBTaskResult:
+            return DBTaskResult.new_row(
+                args_kwargs=json.loads(args_kwargs_json),
+                priority=task.priority,
+                task_path=task.module_path,
+                queue_name=task.queue_name,
+                run_after=task.run_after,
+                backend_name=self.alias,
+                **values,
+            )
+
+        if connection.vendor not in FAST_VENDORS or _save_has_listeners():
+            db_result = row(enqueued_at=timezone.now())
+            db_result.save(force_insert=True, using=using)
+            task_result = db_result.task_result_for(task)
+        else:
+            row_id, enqueued_at = uuid4(), timezone.now()
+            outcome = start_insert(
+                using=using,
+                row_id=row_id,
+                enqueued_at=enqueued_at,
+                args_kwargs_json=args_kwargs_json,
+                priority=task.priority,
+                task_path=task.module_path,
+                queue_name=task.queue_name,
+                backend_name=self.alias,
+                run_after=task.run_after,
+            )
+            try:  # build the result while the database commits the row
+                db_result = row(id=row_id, enqueued_at=enqueued_at)
+                db_result._state.adding = False
+                db_result._state.db = using
+                task_result = db_result.task_result_for(task)
+            finally:
+                outcome()
+        task_enqueued.send(type(self), task_result=task_result)
+        return task_result
+
+    def _enqueue_on_commit(
+        self, task: Task[Any, T], args_kwargs_json: str, using: str
+    ) -> TaskResult[T]:
+        """Insert the row when the transaction on ``using`` commits."""
+        from .models import DBTaskResult
+
+        db_result = DBTaskResult.new_row(
+            enqueued_at=None,  # stamped when written
+            args_kwargs=json.loads(args_kwargs_json),
+            priority=task.priority,
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            run_after=task.run_after,
+            backend_name=self.alias,
+        )
 
         def save_result() -> None:
-            insert_row(db_result, using)
+            db_result.enqueued_at = timezone.now()
+            if connections[using].vendor not in FAST_VENDORS or _save_has_listeners():
+                db_result.save(force_insert=True, using=using)
+            else:
+                start_insert(
+                    using=using,
+                    row_id=db_result.id,
+                    enqueued_at=db_result.enqueued_at,
+                    args_kwargs_json=args_kwargs_json,
+                    priority=db_result.priority,
+                    task_path=db_result.task_path,
+                    queue_name=db_result.queue_name,
+                    backend_name=db_result.backend_name,
+                    run_after=db_result.run_after,
+                )()
+                db_result._state.adding = False
+                db_result._state.db = using
             task_enqueued.send(type(self), task_result=db_result.task_result_for(task))
 
-        self._enqueue_or_defer(task, save_result, using=using)
+        transaction.on_commit(save_result, using=using)
         return db_result.task_result_for(task)
 
     def get_result(self, result_id: str) -> TaskResult[Any]:

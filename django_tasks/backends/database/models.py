@@ -14,6 +14,8 @@ from django.db import models
 from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
 from django.db.models import F, OrderBy, Q
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -211,6 +213,57 @@ class DBTaskResult(models.Model):
     def __str__(self) -> str:
         return f"{self.task_path} ({self.id})"
 
+    @classmethod
+    def new_row(
+        cls,
+        *,
+        id: uuid.UUID | None = None,  # noqa: A002 - the field's name
+        enqueued_at: datetime | None,
+        args_kwargs: dict[str, Any],
+        priority: int,
+        task_path: str,
+        queue_name: str,
+        run_after: datetime | None,
+        backend_name: str,
+    ) -> DBTaskResult:
+        """A NEW, unsaved row, as ``DBTaskResult(...)`` builds it, in a fraction of the time.
+
+        Enqueue builds one per task.  With ``pre_init``/``post_init`` receivers
+        for the model, ``__init__`` does it (and sends them).
+        """
+        if pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+            return cls(  # type: ignore[misc]  # enqueued_at may wait for the commit
+                id=id or uuid.uuid4(),
+                enqueued_at=enqueued_at,
+                args_kwargs=args_kwargs,
+                priority=priority,
+                task_path=task_path,
+                queue_name=queue_name,
+                run_after=run_after,
+                backend_name=backend_name,
+            )
+        # What __init__ would do with these values, minus its generic work.
+        row = cls.__new__(cls)
+        row._state = ModelState()
+        row.__dict__.update(
+            id=id or uuid.uuid4(),
+            status=ResultStatus.NEW.value,
+            enqueued_at=enqueued_at,
+            started_at=None,
+            finished_at=None,
+            args_kwargs=args_kwargs,
+            priority=priority,
+            task_path=task_path,
+            queue_name=queue_name,
+            backend_name=backend_name,
+            run_after=run_after,
+            return_value=None,
+            exception_data=None,
+            worker_id=None,
+            attempts=[],
+        )
+        return row
+
     @property
     def task(self) -> Task[Any, Any]:
         """Import the task this row runs, configured as the row says."""
@@ -235,7 +288,7 @@ class DBTaskResult(models.Model):
         """The public TaskResult for this row, for a task already at hand."""
         from .backend import TaskResult
 
-        task_result = TaskResult[Any](
+        task_result: TaskResult[Any] = TaskResult(
             db_result=self,
             task=task,
             id=normalize_uuid(self.id),
@@ -297,6 +350,9 @@ class DBWorker(models.Model):
     last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), default=timezone.now)
     tasks_done = models.IntegerField(_("tasks done"), default=0)
     tasks_failed = models.IntegerField(_("tasks failed"), default=0)
+    # Idle and listening: on PostgreSQL an enqueue sends NOTIFY only while some
+    # worker of its backend says so (a notification costs every enqueue).
+    waiting = models.BooleanField(_("waiting for tasks"), default=False)
 
     class Meta:
         verbose_name = _("Worker")

@@ -28,6 +28,7 @@ from django_tasks.task import ResultStatus, Task
 from django_tasks.utils import exception_to_dict, json_normalize
 
 from .utils import normalize_uuid
+from .writes import execute_write
 
 if TYPE_CHECKING:
     from .backend import TaskResult
@@ -749,41 +750,6 @@ def _save_outcome(
 _OUTCOME_SQL: dict[tuple[Any, ...], str] = {}
 
 
-def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
-    """Run one write statement; return its row count.
-
-    On psycopg 3 this binds parameters server-side (Django binds client-side,
-    which costs more CPU than the statement itself here); errors are wrapped as
-    Django's, as through a Django cursor.  SQLite statements go to sqlite3
-    directly, for the same reason.
-    """
-    if connection.queries_logged or connection.execute_wrappers:
-        # Someone watches queries (DEBUG, assertNumQueries, an APM's execute
-        # wrapper): go through Django's cursor so they see this one too.
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
-    if connection.vendor == "postgresql" and _psycopg_cursor is not None:
-        connection.ensure_connection()
-        with connection.wrap_database_errors, _psycopg_cursor(connection.connection) as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        with connection.wrap_database_errors:
-            # Our statements contain no other "%": qmark style for sqlite3 directly.
-            return int(connection.connection.execute(sql.replace("%s", "?"), params).rowcount)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
-
-
-try:
-    from psycopg import Cursor as _psycopg_cursor
-except ImportError:  # pragma: no cover - psycopg2 or another database
-    _psycopg_cursor = None  # type: ignore[assignment,misc]
-
-
 def _prep(name: str, value: Any, connection: Any) -> Any:
     """Adapt ``value`` for field ``name`` as a save would (JSON None is SQL NULL).
 
@@ -838,7 +804,12 @@ def _task_result(db_result: DBTaskResult, task: Task[Any, Any]) -> TaskResult[An
 
 
 def register_worker(
-    *, worker_id: UUID | str, backend_name: str, queue_names: Sequence[str] | None, threads: int
+    *,
+    worker_id: UUID | str,
+    backend_name: str,
+    queue_names: Sequence[str] | None,
+    threads: int,
+    waiting: bool = False,
 ) -> None:
     """Record a starting worker process (timestamps from the database's clock)."""
     from .models import DBWorker
@@ -852,18 +823,31 @@ def register_worker(
         threads=threads,
         started_at=Now(),
         last_heartbeat_at=Now(),
+        waiting=waiting,
     )
 
 
-def heartbeat(*, worker_id: UUID | str, tasks_done: int = 0, tasks_failed: int = 0) -> bool:
-    """Refresh a worker's heartbeat and counters; False if its row is gone (it was lost)."""
+def heartbeat(
+    *, worker_id: UUID | str, tasks_done: int = 0, tasks_failed: int = 0, waiting: bool = False
+) -> bool:
+    """Refresh a worker's heartbeat, counters and waiting flag; False if its row is gone."""
     from .models import DBWorker
 
     return bool(
         DBWorker.objects.filter(pk=worker_id).update(
-            last_heartbeat_at=Now(), tasks_done=tasks_done, tasks_failed=tasks_failed
+            last_heartbeat_at=Now(),
+            tasks_done=tasks_done,
+            tasks_failed=tasks_failed,
+            waiting=waiting,
         )
     )
+
+
+def set_worker_waiting(*, worker_id: UUID | str, waiting: bool) -> None:
+    """Say whether the worker is idle and waits for a notification (PostgreSQL)."""
+    from .models import DBWorker
+
+    DBWorker.objects.filter(pk=worker_id).update(waiting=waiting)
 
 
 def unregister_worker(*, worker_id: UUID | str) -> int:

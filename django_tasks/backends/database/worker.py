@@ -39,6 +39,7 @@ from django.db import InterfaceError, OperationalError, connections, router
 from django_tasks.task import ResultStatus
 
 from . import services
+from .inserts import NOTIFY_CHANNEL
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -59,8 +60,6 @@ MAX_BACKOFF = 5.0
 ABORT_GRACE = 3.0
 """After a second signal, how long aborted threads get to record their own failure."""
 
-NOTIFY_CHANNEL = "django_tasks"
-"""PostgreSQL channel the enqueue trigger notifies, payload ``"<backend>\\n<queue>"``."""
 
 # SQLite reports these as OperationalError too, but no reconnection will fix them.
 _FATAL_ERRORS = ("no such table", "no such column", "has no column")
@@ -120,6 +119,8 @@ class Worker:
         self._count_lock = threading.Lock()
         self._last_heartbeat = time.monotonic()
         self._previous_handlers: dict[int, Any] = {}
+        self._waiting = False  # what our row's ``waiting`` says, as far as we know
+        self._waiting_lock = threading.Lock()
 
     # --- settings derived from the options -----------------------------------
 
@@ -133,6 +134,15 @@ class Worker:
         from .models import DBTaskResult
 
         return router.db_for_write(DBTaskResult)
+
+    @cached_property
+    def listens(self) -> bool:
+        """Whether we LISTEN for enqueue notifications (PostgreSQL with psycopg 3)."""
+        return (
+            not self.batch
+            and connections[self.using].vendor == "postgresql"
+            and _psycopg3_available()
+        )
 
     @property
     def heartbeat_interval(self) -> float:
@@ -266,6 +276,25 @@ class Worker:
             self._poller = None
         self.wake_executors(but=executor)
         return True
+
+    def set_waiting(self, waiting: bool) -> bool:
+        """Tell enqueuers whether we wait for a notification; True if that changed.
+
+        Marked when an executor finds nothing to claim, cleared when a claim comes
+        back full (busy workers need no notifications, which cost every enqueue).
+        Best effort: a failed write is corrected by the next heartbeat.
+        """
+        if not self.listens:
+            return False
+        with self._waiting_lock:
+            if self._waiting == waiting:
+                return False
+            try:
+                services.set_worker_waiting(worker_id=self.worker_id, waiting=waiting)
+            except (OperationalError, InterfaceError):
+                return False
+            self._waiting = waiting
+            return True
 
     def request_stop(self) -> None:
         self.running = False
@@ -458,6 +487,9 @@ class _Executor:
                     continue
                 if worker.batch:
                     break
+                if worker.set_waiting(True):
+                    # A task committed while we said so may have missed us: look again.
+                    continue
                 self.wake.wait(worker.idle_timeout(self))
         except _AbortTask:
             pass  # the second signal arrived between tasks
@@ -491,6 +523,8 @@ class _Executor:
             # Work arrived (the poller wakes the others), or more may be waiting.
             if rows and not worker.stop_polling(self) and len(rows) == limit:
                 worker.wake_executors(but=self)
+            if len(rows) == limit:
+                worker.set_waiting(False)  # busy: enqueues needn't notify us
             return len(rows)
 
         return worker.db_call(
@@ -632,12 +666,7 @@ class _Supervisor(threading.Thread):
         self._listening: Any = None  # the raw connection we LISTEN on
         self._healthy_since: float | None = time.monotonic()
         self._failures = 0
-        from .models import DBTaskResult
-
-        connection = connections[router.db_for_write(DBTaskResult)]
-        self.listen = (
-            not worker.batch and connection.vendor == "postgresql" and _psycopg3_available()
-        )
+        self.listen = worker.listens
 
     def stop(self) -> None:
         self._stopping = True
@@ -715,6 +744,7 @@ class _Supervisor(threading.Thread):
                 worker_id=worker.worker_id,
                 tasks_done=worker.tasks_done,
                 tasks_failed=worker.tasks_failed,
+                waiting=worker._waiting,
             )
             if not alive:
                 worker.generation += 1
@@ -728,6 +758,7 @@ class _Supervisor(threading.Thread):
                     backend_name=worker.backend_name,
                     queue_names=worker.queue_filter,
                     threads=worker.threads,
+                    waiting=worker._waiting,
                 )
             worker._last_heartbeat = time.monotonic()
             if self._failures:
