@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -255,6 +256,8 @@ def test_threads_run_tasks_concurrently(workers: Workers, runs_file: str) -> Non
     # The most tasks running at one task's start.
     overlaps = max(len([1 for s, f in spans if s <= start < f]) for start, _ in spans)
     assert overlaps >= 2
+    # An idle worker ran one executor thread; the other three started for the work.
+    assert psutil.Process(worker.pid).num_threads() == idle_threads + 3
     assert len({row.worker_id for row in rows}) == 1
 
 
@@ -301,8 +304,12 @@ def test_worker_registers_and_heartbeats(workers: Workers) -> None:
 
 
 def test_idle_threads_wake_up_for_new_work(workers: Workers, runs_file: str) -> None:
+    import psutil
+
     worker = workers.start("--threads", "4", "--interval", "0.1")
     wait_until(lambda: DBWorker.objects.exists(), what="the worker to register")
+    time.sleep(0.5)
+    idle_threads = psutil.Process(worker.pid).num_threads()
     for i in range(8):
         record_run.enqueue(runs_file, str(i), 0.5)
 
@@ -312,6 +319,8 @@ def test_idle_threads_wake_up_for_new_work(workers: Workers, runs_file: str) -> 
     ]
     overlaps = max(len([1 for s, f in spans if s <= start < f]) for start, _ in spans)
     assert overlaps >= 2
+    # An idle worker ran one executor thread; the other three started for the work.
+    assert psutil.Process(worker.pid).num_threads() == idle_threads + 3
     worker.send_signal(signal.SIGTERM)
     assert worker.wait() == 0
 

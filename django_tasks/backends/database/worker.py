@@ -120,6 +120,8 @@ class Worker:
         self._last_heartbeat = time.monotonic()
         self._previous_handlers: dict[int, Any] = {}
         self._waiting = False  # what our row's ``waiting`` says, as far as we know
+        self._threaded = False  # executors on threads of their own (--threads > 1)
+        self._threads_lock = threading.Lock()
         self._waiting_lock = threading.Lock()
 
     # --- settings derived from the options -----------------------------------
@@ -202,14 +204,12 @@ class Worker:
         return True
 
     def _run_threads(self) -> None:
-        threads = [
-            threading.Thread(target=e.run, name=f"db_worker-{e.index}", daemon=True)
-            for e in self._executors
-        ]
-        for thread in threads:
-            thread.start()
+        # The other threads start when there is work for them (wake_executors): a
+        # worker that stays idle costs the memory of one.
+        self._threaded = True
+        self._start_thread(self._executors[0])
         aborted_at: float | None = None
-        while any(thread.is_alive() for thread in threads):
+        while any(e.thread is not None and e.thread.is_alive() for e in self._executors):
             if self.force and aborted_at is None:
                 aborted_at = time.monotonic()
                 for executor in self._executors:
@@ -250,10 +250,26 @@ class Worker:
             elif status == ResultStatus.FAILED:
                 self.tasks_failed += 1
 
+    def _start_thread(self, executor: _Executor) -> None:
+        with self._threads_lock:
+            if executor.thread is None:
+                name = f"db_worker-{executor.index}"
+                executor.thread = threading.Thread(target=executor.run, name=name, daemon=True)
+                executor.thread.start()
+
     def wake_executors(self, but: _Executor | None = None) -> None:
+        """Wake the other executors (starting their threads, while running): work came."""
         for executor in self._executors:
             if executor is not but:
+                if self._threaded and executor.thread is None and self.running:
+                    self._start_thread(executor)
                 executor.wake.set()
+
+    def wake_poller(self) -> None:
+        """Wake the executor that polls for work (the first one if none polls)."""
+        with self._poll_lock:
+            poller = self._poller
+        (poller or self._executors[0]).wake.set()
 
     def idle_timeout(self, executor: _Executor) -> float | None:
         """How long an idle executor waits before polling again (None: until woken).
@@ -464,16 +480,16 @@ class _Executor:
         self.needs_reconcile = False
         self.generation = 0
         self._recorded = False
+        self.thread: threading.Thread | None = None  # with --threads > 1, once started
 
     def run(self) -> None:
         worker = self.worker
         self.thread_id = threading.get_ident()
         on_main = threading.current_thread() is threading.main_thread()
         try:
-            if self.index:
-                # Extra threads start idle: the first one polls and wakes them for work,
-                # so a worker that stays idle never opens their connections.
-                self.wake.wait(None)
+            # Extra threads start when the first one finds them work (wake_executors),
+            # so a worker that stays idle never runs them or opens their connections.
+            self.wake.clear()
             while worker.running:
                 if not worker.may_start_tasks():
                     self.wake.wait(0.1)
@@ -712,7 +728,7 @@ class _Supervisor(threading.Thread):
                     cursor.execute(f"LISTEN {connection.ops.quote_name(NOTIFY_CHANNEL)}")
                 self._listening = raw
                 # Anything enqueued while we were not listening would go unnoticed.
-                self.worker.wake_executors()
+                self.worker.wake_poller()
         except (OperationalError, InterfaceError):
             self._listening = None
             self.worker.close_connection()
