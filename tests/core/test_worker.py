@@ -256,8 +256,6 @@ def test_threads_run_tasks_concurrently(workers: Workers, runs_file: str) -> Non
     # The most tasks running at one task's start.
     overlaps = max(len([1 for s, f in spans if s <= start < f]) for start, _ in spans)
     assert overlaps >= 2
-    # An idle worker ran one executor thread; the other three started for the work.
-    assert psutil.Process(worker.pid).num_threads() == idle_threads + 3
     assert len({row.worker_id for row in rows}) == 1
 
 

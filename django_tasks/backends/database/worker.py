@@ -204,19 +204,28 @@ class Worker:
         return True
 
     def _run_threads(self) -> None:
-        # The other threads start when there is work for them (wake_executors): a
-        # worker that stays idle costs the memory of one.
+        # The first executor runs here, on the main thread, as with one thread; the
+        # others start when it finds work for them (wake_executors), so a worker
+        # that stays idle costs what a single-threaded one does.
+        main, *others = self._executors
+        main.thread = threading.current_thread()
         self._threaded = True
-        self._start_thread(self._executors[0])
+        try:
+            main.run()
+        finally:
+            self._join_threads(others)
+
+    def _join_threads(self, executors: list[_Executor]) -> None:
+        """Wait for the other executors; after the second signal, abort their tasks."""
         aborted_at: float | None = None
-        while any(e.thread is not None and e.thread.is_alive() for e in self._executors):
+        while any(e.thread is not None and e.thread.is_alive() for e in executors):
             if self.force and aborted_at is None:
                 aborted_at = time.monotonic()
-                for executor in self._executors:
+                for executor in executors:
                     executor.abort_task()
             if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE:
                 # Tasks stuck in C calls (sleep, I/O) can't be interrupted: record them.
-                for executor in self._executors:
+                for executor in executors:
                     executor.record_abandoned()
                 return
             self._main_wake.wait(0.2)
@@ -348,8 +357,9 @@ class Worker:
         logger.warning("Received %s - terminating current task.", name)
         self.force = True
         self.request_stop()
-        if self.threads == 1 and self._executors and self._executors[0].in_task:
-            # Like upstream: the task itself is interrupted, and records the failure.
+        if self._executors and self._executors[0].in_task:
+            # Like upstream: the task on the main thread is interrupted, and records
+            # the failure (the other threads' tasks are aborted once it returns).
             raise SystemExit(1)
 
     # --- database calls ------------------------------------------------------
