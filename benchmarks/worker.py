@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,10 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
     row(
         "enqueue, autocommit (% of 1-client commits)",
         [cell(db, results[db]["enqueue_autocommit"], results[db]["commits"]["1"]) for db in dbs],
+    )
+    row(
+        "  ... while a worker waits (PostgreSQL: NOTIFY)",
+        [cell(db, results[db]["enqueue_notifying"], results[db]["commits"]["1"]) for db in dbs],
     )
     row(
         "enqueue, one transaction",
@@ -220,7 +225,11 @@ class Bench:
             "repeat": self.repeat,
         }
         result["commits"] = {str(n): best(lambda n=n: self.commit_rate(n)) for n in (1, 2, 4)}
-        result["enqueue_autocommit"], result["enqueue_transaction"] = best(self.enqueue_rates)
+        (
+            result["enqueue_autocommit"],
+            result["enqueue_transaction"],
+            result["enqueue_notifying"],
+        ) = best(self.enqueue_rates)
         result["drain"] = {str(p): best(lambda p=p: self.drain(processes=p)) for p in (1, 2, 4)}
         result["sleep"] = {
             f"{p}x{t}": best(lambda p=p, t=t: self.drain(processes=p, threads=t, seconds=0.01))
@@ -235,10 +244,21 @@ class Bench:
     # -- helpers
 
     def reset(self) -> None:
+        """Empty the tables, so that every measurement starts from the same state."""
+        from django.db import connection
+
         from django_tasks.backends.database.models import DBTaskResult, DBWorker
 
-        DBTaskResult.objects.all().delete()
-        DBWorker.objects.all().delete()
+        if connection.vendor == "postgresql":
+            # Not DELETE: dead rows and bloated indexes would slow the next run.
+            tables = ", ".join(
+                connection.ops.quote_name(m._meta.db_table) for m in (DBTaskResult, DBWorker)
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(f"TRUNCATE {tables}")
+        else:
+            DBTaskResult.objects.all().delete()
+            DBWorker.objects.all().delete()
         Path(self.runs_file).unlink(missing_ok=True)
 
     def start_worker(self, *args: str) -> subprocess.Popen[bytes]:
@@ -267,14 +287,14 @@ class Bench:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=120)
 
-    def wait_done(self, count: int, timeout: float = 600) -> None:
+    def wait_done(self, count: int, timeout: float = 600, poll: float = 0.2) -> None:
         from django_tasks.backends.database.models import DBTaskResult
 
         deadline = time.monotonic() + timeout
         while DBTaskResult.objects.finished().count() < count:
             if time.monotonic() > deadline:
                 raise RuntimeError("drain did not finish")
-            time.sleep(0.2)  # rare polls: this process shares the CPUs with the workers
+            time.sleep(poll)  # rare polls: this process shares the CPUs with the workers
 
     def check_runs(self, tokens: int) -> None:
         text = Path(self.runs_file).read_text() if Path(self.runs_file).exists() else ""
@@ -315,27 +335,37 @@ class Bench:
         ]
         return sum(float(p.communicate()[0]) for p in processes)
 
-    def enqueue_rates(self) -> tuple[float, float]:
+    def enqueue_rates(self) -> tuple[float, float, float]:
+        """Enqueue rates: autocommit, in one transaction, and autocommit while a worker waits.
+
+        On PostgreSQL an enqueue sends NOTIFY only while some worker says it waits
+        (idle): the third figure is what that costs.  Its "worker" is a row alone.
+        """
         from django.db import transaction
 
+        from django_tasks.backends.database.models import DBWorker
         from tests.tasks import noop_task
 
+        def rate(*, atomic: bool = False) -> float:
+            self.reset()
+            began = time.perf_counter()
+            with transaction.atomic() if atomic else nullcontext():
+                for _ in range(self.tasks):
+                    noop_task.enqueue()
+            return self.tasks / (time.perf_counter() - began)
+
+        autocommit = rate()
+        in_transaction = rate(atomic=True)
+        DBWorker.objects.create(host="bench", pid=0, backend_name="default", waiting=True)
+        notifying = rate()  # reset() deletes the worker row again
         self.reset()
-        began = time.perf_counter()
-        for _ in range(self.tasks):
-            noop_task.enqueue()
-        autocommit = self.tasks / (time.perf_counter() - began)
-        self.reset()
-        began = time.perf_counter()
-        with transaction.atomic():
-            for _ in range(self.tasks):
-                noop_task.enqueue()
-        in_transaction = self.tasks / (time.perf_counter() - began)
-        self.reset()
-        return autocommit, in_transaction
+        return autocommit, in_transaction, notifying
 
     def drain(self, *, processes: int, threads: int = 1, seconds: float = 0.0) -> float:
-        """Start idle workers, enqueue in one transaction, time the drain from the rows."""
+        """Start idle workers, warm them up, enqueue in one transaction, time the drain.
+
+        The drain is timed from the rows (first started_at to last finished_at).
+        """
         from django.db import transaction
         from django.db.models import Max, Min
 
@@ -348,6 +378,14 @@ class Bench:
             "--interval", interval, "--processes", str(processes), "--threads", str(threads)
         )
         self.wait_registered(processes)
+        # Warm up: a few tasks per thread start every thread and open its connection
+        # (an idle worker runs one), which is start-up, not draining.
+        warmup = processes * threads * 3
+        with transaction.atomic():
+            for i in range(warmup):
+                record_run.enqueue(self.runs_file, f"warmup-{i}", seconds)
+        self.wait_done(warmup, poll=0.05)
+        DBTaskResult.objects.all().delete()
         with transaction.atomic():
             for i in range(self.tasks):
                 record_run.enqueue(self.runs_file, str(i), seconds)
