@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from django.apps import apps
 from django.core.checks import messages
@@ -68,42 +69,7 @@ class DatabaseBackend(BaseTaskBackend):
             connection.in_atomic_block or not connection.get_autocommit()
         ):
             return self._enqueue_on_commit(task, args_kwargs_json, using)
-
-        def row(**values: Any) -> DBTaskResult:
-            return DBTaskResult.new_row(
-                args_kwargs=json.loads(args_kwargs_json),
-                priority=task.priority,
-                task_path=task.module_path,
-                queue_name=task.queue_name,
-                run_after=task.run_after,
-                backend_name=self.alias,
-                **values,
-            )
-
-        if connection.vendor not in FAST_VENDORS or _save_has_listeners():
-            db_result = row(enqueued_at=timezone.now())
-            db_result.save(force_insert=True, using=using)
-            task_result = db_result.task_result_for(task)
-        else:
-            row_id, enqueued_at = uuid4(), timezone.now()
-            outcome = start_insert(
-                using=using,
-                row_id=row_id,
-                enqueued_at=enqueued_at,
-                args_kwargs_json=args_kwargs_json,
-                priority=task.priority,
-                task_path=task.module_path,
-                queue_name=task.queue_name,
-                backend_name=self.alias,
-                run_after=task.run_after,
-            )
-            try:  # build the result while the database commits the row
-                db_result = row(id=row_id, enqueued_at=enqueued_at)
-                db_result._state.adding = False
-                db_result._state.db = using
-                task_result = db_result.task_result_for(task)
-            finally:
-                outcome()
+        task_result = self._insert(task, args_kwargs_json, using)
         task_enqueued.send(type(self), task_result=task_result)
         return task_result
 
@@ -111,10 +77,30 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task[Any, T], args_kwargs_json: str, using: str
     ) -> TaskResult[T]:
         """Insert the row when the transaction on ``using`` commits."""
+        pending = self._row(task, args_kwargs_json, enqueued_at=None)  # stamped when written
+
+        def save_result() -> None:
+            task_result = self._insert(task, args_kwargs_json, using, row_id=pending.id)
+            pending.enqueued_at = task_result.db_result.enqueued_at  # what enqueue() returned
+            pending._state.adding, pending._state.db = False, using
+            task_enqueued.send(type(self), task_result=task_result)
+
+        transaction.on_commit(save_result, using=using)
+        return pending.task_result_for(task)
+
+    def _row(
+        self,
+        task: Task[Any, T],
+        args_kwargs_json: str,
+        *,
+        enqueued_at: datetime | None,
+        row_id: UUID | None = None,
+    ) -> DBTaskResult:
         from .models import DBTaskResult
 
-        db_result = DBTaskResult.new_row(
-            enqueued_at=None,  # stamped when written
+        return DBTaskResult.new_row(
+            id=row_id,
+            enqueued_at=enqueued_at,
             args_kwargs=json.loads(args_kwargs_json),
             priority=task.priority,
             task_path=task.module_path,
@@ -123,28 +109,42 @@ class DatabaseBackend(BaseTaskBackend):
             backend_name=self.alias,
         )
 
-        def save_result() -> None:
-            db_result.enqueued_at = timezone.now()
-            if connections[using].vendor not in FAST_VENDORS or _save_has_listeners():
-                db_result.save(force_insert=True, using=using)
-            else:
-                start_insert(
-                    using=using,
-                    row_id=db_result.id,
-                    enqueued_at=db_result.enqueued_at,
-                    args_kwargs_json=args_kwargs_json,
-                    priority=db_result.priority,
-                    task_path=db_result.task_path,
-                    queue_name=db_result.queue_name,
-                    backend_name=db_result.backend_name,
-                    run_after=db_result.run_after,
-                )()
-                db_result._state.adding = False
-                db_result._state.db = using
-            task_enqueued.send(type(self), task_result=db_result.task_result_for(task))
+    def _insert(
+        self, task: Task[Any, T], args_kwargs_json: str, using: str, row_id: UUID | None = None
+    ) -> TaskResult[T]:
+        """Write the NEW row now; return its result.
 
-        transaction.on_commit(save_result, using=using)
-        return db_result.task_result_for(task)
+        On PostgreSQL and SQLite the INSERT goes out first and the result is built
+        while the database commits it; elsewhere, or when someone listens to the
+        model's save signals, the ORM saves the row.
+        """
+        row_id, enqueued_at = row_id or uuid4(), timezone.now()
+
+        def result() -> TaskResult[T]:
+            db_result = self._row(task, args_kwargs_json, enqueued_at=enqueued_at, row_id=row_id)
+            if not fast:
+                db_result.save(force_insert=True, using=using)
+            db_result._state.adding, db_result._state.db = False, using
+            return db_result.task_result_for(task)
+
+        fast = connections[using].vendor in FAST_VENDORS and not _save_has_listeners()
+        if not fast:
+            return result()
+        outcome = start_insert(
+            using=using,
+            row_id=row_id,
+            enqueued_at=enqueued_at,
+            args_kwargs_json=args_kwargs_json,
+            priority=task.priority,
+            task_path=task.module_path,
+            queue_name=task.queue_name,
+            backend_name=self.alias,
+            run_after=task.run_after,
+        )
+        try:
+            return result()  # while the database commits the row
+        finally:
+            outcome()
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
         """Return the result with this id, read from its row in one query."""
