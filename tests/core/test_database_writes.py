@@ -101,3 +101,18 @@ def test_send_write_returns_the_row_count() -> None:
     assert outcome() == 1
     row.refresh_from_db()
     assert row.priority == 5
+
+
+def test_execute_write_sends_json_and_counts_only_matching_rows() -> None:
+    row = DBTaskResult.objects.create(
+        args_kwargs={}, task_path="tests.tasks.noop_task", backend_name="default"
+    )
+    table = DBTaskResult._meta.db_table
+    sql = f"UPDATE {table} SET return_value = %s WHERE id = %s AND status = %s"
+    value = {"text": 'quote " and \\ and ü', "n": [1, 2.5, None]}
+    for _ in range(3):  # the later ones as a prepared statement
+        json_param = connection.ops.adapt_json_value(value, None)
+        assert writes.execute_write(connection, sql, [json_param, row.id, "NEW"]) == 1
+        assert writes.execute_write(connection, sql, [json_param, row.id, "FAILED"]) == 0
+    row.refresh_from_db()
+    assert row.return_value == value

@@ -17,6 +17,7 @@ and calling what it returned; Django never shares a connection between threads.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import select
 from collections.abc import Callable
@@ -44,10 +45,10 @@ def _watched(connection: Any) -> bool:
 def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
     """Run one write statement (``%s`` placeholders); return its row count.
 
-    On psycopg 3 this binds parameters server-side (Django binds client-side,
-    which costs more CPU than the statement itself here); errors are wrapped as
-    Django's, as through a Django cursor.  SQLite statements go to sqlite3
-    directly, for the same reason.
+    On psycopg 3 the statement goes through libpq, prepared when outside a
+    transaction (Django's cursor costs more CPU than the statement itself here);
+    errors are wrapped as Django's, as through a Django cursor.  SQLite
+    statements go to sqlite3 directly, for the same reason.
     """
     if _watched(connection):
         # Someone watches queries: go through Django's cursor so they see this one.
@@ -57,6 +58,10 @@ def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
     if connection.vendor == "postgresql" and psycopg is not None:
         connection.ensure_connection()
         connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            outcome = _send(connection, sql, params, prepare=True)
+        if outcome is not None:
+            return outcome()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params)
             return int(cursor.rowcount)
@@ -118,6 +123,10 @@ def _encode_datetime(value: datetime) -> bytes:
     return value.isoformat().encode()  # with the offset when aware
 
 
+def _encode_json(value: Any) -> bytes:
+    return _encode_str((value.dumps or json.dumps)(value.obj))  # psycopg's Json/Jsonb
+
+
 # The text form PostgreSQL parses for each type (the column's type decides).  Not
 # bool: its text form isn't an integer's.
 _ENCODERS: dict[type, Callable[[Any], bytes]] = {
@@ -126,6 +135,10 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     UUID: _encode_uuid,
     datetime: _encode_datetime,
 }
+if psycopg is not None:
+    from psycopg.types.json import Json, Jsonb
+
+    _ENCODERS[Json] = _ENCODERS[Jsonb] = _encode_json
 
 
 def _encode(value: Any) -> bytes | None:
