@@ -22,6 +22,7 @@ from django.utils.translation import ngettext
 # whatever the order of INSTALLED_APPS.
 from django_tasks.backends.database import admin as _database_admin  # noqa: F401
 from django_tasks.backends.database import services
+from django_tasks.backends.database.admin import ReadOnlyAdminMixin
 from django_tasks.backends.database.models import DBTaskResult
 
 from . import actions as action_views
@@ -32,20 +33,10 @@ if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResultQuerySet
 
 
-class TaskResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     """Task results in the admin: overview, list, detail, retry and prune."""
 
     actions = ["retry_selected"]
-
-    # Rows are written by tasks and workers only.
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_retry_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm(RETRY_PERMISSION))

@@ -19,11 +19,9 @@ STATUSES = [s.value for s in ResultStatus]
 
 
 @dataclass(slots=True, kw_only=True)
-class QueueCounts:
-    """Counts of one backend's queue, per status."""
+class StatusCounts:
+    """Counts per status, and of deferred rows (NEW, run_after in the future)."""
 
-    backend_name: str
-    queue_name: str
     by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     deferred: int = 0
 
@@ -37,20 +35,18 @@ class QueueCounts:
 
 
 @dataclass(slots=True, kw_only=True)
-class ResultCounts:
+class QueueCounts(StatusCounts):
+    """Counts of one backend's queue, per status."""
+
+    backend_name: str
+    queue_name: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ResultCounts(StatusCounts):
     """Counts per status, per queue, and of deferred rows (NEW, run_after in the future)."""
 
-    by_status: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
     queues: list[QueueCounts] = field(default_factory=list)
-    deferred: int = 0
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_status.values())
-
-    @property
-    def status_cells(self) -> list[tuple[str, int]]:
-        return [(status, self.by_status[status]) for status in STATUSES]
 
 
 def count_results(results: QuerySet[DBTaskResult] | None = None) -> ResultCounts:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from django_tasks.exceptions import InvalidTaskError
 from django_tasks.task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
-from django_tasks.utils import is_global_function, json_normalize
+from django_tasks.utils import is_global_function
 
 T = TypeVar("T")
 
@@ -119,10 +119,8 @@ class BaseTaskBackend(metaclass=ABCMeta):
         self, args: Iterable[Any], kwargs: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
         """Return JSON-normalised arguments; TypeError if they are not JSON."""
-        try:
-            return json_normalize(list(args)), json_normalize(kwargs)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise TypeError(f"Task arguments must be JSON-serializable: {e}") from e
+        decoded = json.loads(self._arguments_json(args, kwargs))
+        return decoded["args"], decoded["kwargs"]
 
     def _arguments_json(self, args: Iterable[Any], kwargs: dict[str, Any]) -> str:
         """Return ``{"args": ..., "kwargs": ...}`` as JSON text; TypeError if not JSON.

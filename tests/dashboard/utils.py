@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
+from tests.db_utils import make_row as make_row  # shared with the core tests
 
 DB_TASKS = {
     "default": {
@@ -42,16 +43,6 @@ def search(pattern: str, text: str, flags: int = 0) -> re.Match[str]:
 
 def url(name: str, *args: Any, query: str = "") -> str:
     return reverse(PREFIX + name, args=args) + (f"?{query}" if query else "")
-
-
-def make_row(**kwargs: Any) -> DBTaskResult:
-    values: dict[str, Any] = {
-        "args_kwargs": {"args": [], "kwargs": {}},
-        "task_path": "tests.tasks.noop_task",
-        "backend_name": "default",
-        **kwargs,
-    }
-    return DBTaskResult.objects.create(**values)
 
 
 def exception_data(message: str = "boom") -> dict[str, Any]:

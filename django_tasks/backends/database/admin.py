@@ -10,8 +10,21 @@ from django.http import HttpRequest
 from .models import DBTaskResult
 
 
+class ReadOnlyAdminMixin:
+    """Rows are written by tasks and workers only: no add, change or delete here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(DBTaskResult)
-class DBTaskResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class DBTaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = (
         "id",
         "task_name",
@@ -24,15 +37,6 @@ class DBTaskResultAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     )
     list_filter = ("status", "priority", "queue_name")
     ordering = ["-enqueued_at"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]

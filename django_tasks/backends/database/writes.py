@@ -50,30 +50,7 @@ def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
     errors are wrapped as Django's, as through a Django cursor.  SQLite
     statements go to sqlite3 directly, for the same reason.
     """
-    if _watched(connection):
-        # Someone watches queries: go through Django's cursor so they see this one.
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
-    if connection.vendor == "postgresql" and psycopg is not None:
-        connection.ensure_connection()
-        connection.validate_no_broken_transaction()
-        with connection.wrap_database_errors:
-            outcome = _send(connection, sql, params, prepare=True)
-        if outcome is not None:
-            return outcome()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params)
-            return int(cursor.rowcount)
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        connection.validate_no_broken_transaction()
-        with connection.wrap_database_errors:
-            # Our statements contain no other "%": qmark style for sqlite3 directly.
-            return int(connection.connection.execute(sql.replace("%s", "?"), params).rowcount)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+    return send_write(connection, sql, params, prepare=True)()
 
 
 def send_write(connection: Any, sql: str, params: list[Any], *, prepare: bool = False) -> Outcome:
@@ -86,14 +63,32 @@ def send_write(connection: Any, sql: str, params: list[Any], *, prepare: bool = 
     runs here.  ``prepare``: on PostgreSQL outside a transaction, run it as a
     named prepared statement (for statements run over and over).
     """
-    if connection.vendor == "postgresql" and pq is not None and not _watched(connection):
+    rowcount: int
+    if _watched(connection):
+        # Someone watches queries: go through Django's cursor so they see this one.
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rowcount = int(cursor.rowcount)
+    elif connection.vendor == "postgresql" and psycopg is not None:
         connection.ensure_connection()
         connection.validate_no_broken_transaction()
         with connection.wrap_database_errors:
             outcome = _send(connection, sql, params, prepare)
-        if outcome is not None:
-            return outcome
-    rowcount = execute_write(connection, sql, params)
+            if outcome is not None:
+                return outcome
+            with psycopg.Cursor(connection.connection) as cursor:
+                cursor.execute(sql, params)
+                rowcount = int(cursor.rowcount)
+    elif connection.vendor == "sqlite":
+        connection.ensure_connection()
+        connection.validate_no_broken_transaction()
+        with connection.wrap_database_errors:
+            # Our statements contain no other "%": qmark style for sqlite3 directly.
+            rowcount = connection.connection.execute(sql.replace("%s", "?"), params).rowcount
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rowcount = int(cursor.rowcount)
     return lambda: rowcount
 
 
