@@ -4,7 +4,8 @@
     python benchmarks/worker.py [--db sqlite|postgres|both] [--tasks 2000] [--repeat 2]
 
 Measures, per database: its own single-row commit rate (1, 2 and 4 clients), the
-enqueue rate (autocommit and in one transaction), the drain rate of no-op tasks
+enqueue rate (autocommit, in alternation with single-row commits measured
+alongside as its bound, and in one transaction), the drain rate of no-op tasks
 with 1, 2 and 4 worker processes and of 10 ms sleeping tasks with threads (counted
 from the rows: first started_at to last finished_at, so start-up doesn't count),
 pickup latency (enqueue -> started_at), worker RSS idle and after a drain, and
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +111,20 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
             f"DB single-row commits, {clients} client(s)",
             [cell(db, results[db]["commits"][str(clients)]) for db in dbs],
         )
+    enqueue = {db: results[db]["enqueue"] for db in dbs}
     row(
-        "enqueue, autocommit (% of 1-client commits)",
-        [cell(db, results[db]["enqueue_autocommit"], results[db]["commits"]["1"]) for db in dbs],
+        "enqueue, autocommit (% of commits alongside)",
+        [cell(db, enqueue[db]["autocommit"], enqueue[db]["commits"]) for db in dbs],
     )
     row(
         "  ... while a worker waits (PostgreSQL: NOTIFY)",
-        [cell(db, results[db]["enqueue_notifying"], results[db]["commits"]["1"]) for db in dbs],
+        [cell(db, enqueue[db]["notifying"], enqueue[db]["commits"]) for db in dbs],
     )
     row(
-        "enqueue, one transaction",
-        [cell(db, results[db]["enqueue_transaction"]) for db in dbs],
+        "  single-row commits alongside, 1 client",
+        [cell(db, enqueue[db]["commits"]) for db in dbs],
     )
+    row("enqueue, one transaction", [cell(db, enqueue[db]["transaction"]) for db in dbs])
     for processes in (1, 2, 4):
         row(
             f"drain no-op, {processes} process(es) (% of bound)",
@@ -225,11 +228,7 @@ class Bench:
             "repeat": self.repeat,
         }
         result["commits"] = {str(n): best(lambda n=n: self.commit_rate(n)) for n in (1, 2, 4)}
-        (
-            result["enqueue_autocommit"],
-            result["enqueue_transaction"],
-            result["enqueue_notifying"],
-        ) = best(self.enqueue_rates)
+        result["enqueue"] = self.enqueue_rates()
         result["drain"] = {str(p): best(lambda p=p: self.drain(processes=p)) for p in (1, 2, 4)}
         result["sleep"] = {
             f"{p}x{t}": best(lambda p=p, t=t: self.drain(processes=p, threads=t, seconds=0.01))
@@ -308,11 +307,7 @@ class Bench:
         """Single-row UPDATE transactions per second, ``clients`` connections at once."""
         from django.db import connection
 
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS bench_counter")
-            cursor.execute("CREATE TABLE bench_counter (id integer PRIMARY KEY, n integer)")
-            for i in range(clients):
-                cursor.execute("INSERT INTO bench_counter VALUES (%s, 0)", [i])
+        self.counter_table(clients)
         connection.close()
         start_at = str(time.time() + 1.5)  # all clients together, once connected
         name = os.environ["BENCH_DB_NAME"]
@@ -321,7 +316,7 @@ class Bench:
                 [
                     sys.executable,
                     "-c",
-                    COMMIT_CLIENT,
+                    "import sys; from benchmarks.worker import commit_client; commit_client(sys.argv[1:])",
                     self.db,
                     name,
                     str(i),
@@ -335,31 +330,69 @@ class Bench:
         ]
         return sum(float(p.communicate()[0]) for p in processes)
 
-    def enqueue_rates(self) -> tuple[float, float, float]:
-        """Enqueue rates: autocommit, in one transaction, and autocommit while a worker waits.
+    def counter_table(self, rows: int) -> None:
+        """(Re)create the table whose rows the commit-rate clients update."""
+        from django.db import connection
 
-        On PostgreSQL an enqueue sends NOTIFY only while some worker says it waits
-        (idle): the third figure is what that costs.  Its "worker" is a row alone.
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS bench_counter")
+            cursor.execute("CREATE TABLE bench_counter (id integer PRIMARY KEY, n integer)")
+            for i in range(rows):
+                cursor.execute("INSERT INTO bench_counter VALUES (%s, 0)", [i])
+
+    def enqueue_rates(self, batch: int = 100) -> dict[str, float]:
+        """Enqueue rates, autocommit ones beside the commit rate measured alongside.
+
+        A round is: ``batch`` single-row commits (the bare client of commit_rate(),
+        in this process), ``batch`` autocommit enqueues, ``batch`` commits again,
+        then ``batch`` enqueues while a worker waits (on PostgreSQL each then sends
+        NOTIFY; the "worker" is a row alone).  The rounds run ``repeat`` x tasks /
+        batch times and each rate pools its batches: so the enqueue rate and its
+        bound are measured on the same machine at the same time (a shared VM's
+        commit rate drifts by 10 % or more from one minute to the next).  The
+        one-transaction rate is the best of ``repeat`` runs.
         """
         from django.db import transaction
 
         from django_tasks.backends.database.models import DBWorker
         from tests.tasks import noop_task
 
-        def rate(*, atomic: bool = False) -> float:
+        self.reset()
+        self.counter_table(1)
+        execute, sql = commit_statement(self.db, os.environ["BENCH_DB_NAME"])
+        worker = DBWorker.objects.create(host="bench", pid=0, backend_name="default")
+        waiting = DBWorker.objects.filter(pk=worker.pk)
+        spent: dict[str, float] = dict.fromkeys(("commits", "autocommit", "notifying"), 0.0)
+        rounds = max(1, self.repeat * self.tasks // batch)
+        for _ in range(rounds):
+            for kind in ("commits", "autocommit", "commits", "notifying"):
+                if kind != "commits":
+                    waiting.update(waiting=kind == "notifying")
+                began = time.perf_counter()
+                if kind == "commits":
+                    for _ in range(batch):
+                        execute(sql, (0,))
+                else:
+                    for _ in range(batch):
+                        noop_task.enqueue()
+                spent[kind] += time.perf_counter() - began
+        rates = {
+            "commits": 2 * rounds * batch / spent["commits"],
+            "autocommit": rounds * batch / spent["autocommit"],
+            "notifying": rounds * batch / spent["notifying"],
+        }
+
+        def in_transaction() -> float:
             self.reset()
             began = time.perf_counter()
-            with transaction.atomic() if atomic else nullcontext():
+            with transaction.atomic():
                 for _ in range(self.tasks):
                     noop_task.enqueue()
             return self.tasks / (time.perf_counter() - began)
 
-        autocommit = rate()
-        in_transaction = rate(atomic=True)
-        DBWorker.objects.create(host="bench", pid=0, backend_name="default", waiting=True)
-        notifying = rate()  # reset() deletes the worker row again
+        rates["transaction"] = max(in_transaction() for _ in range(self.repeat))
         self.reset()
-        return autocommit, in_transaction, notifying
+        return rates
 
     def drain(self, *, processes: int, threads: int = 1, seconds: float = 0.0) -> float:
         """Start idle workers, warm them up, enqueue in one transaction, time the drain.
@@ -458,27 +491,40 @@ class Bench:
         return result
 
 
-COMMIT_CLIENT = """
-import sqlite3, sys, time
-db, name, row, seconds, start_at = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
-if db == "sqlite":
-    conn = sqlite3.connect(name, isolation_level=None, timeout=20)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    sql = "UPDATE bench_counter SET n = n + 1 WHERE id = ?"
-else:
+def commit_statement(db: str, name: str) -> tuple[Callable[..., Any], str]:
+    """A bare client's connection: ``(execute, sql)``; ``execute(sql, (row,))`` commits
+    one single-row UPDATE of ``bench_counter``, the unit of the commit rates."""
+    if db == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(name, isolation_level=None, timeout=20)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn.execute, "UPDATE bench_counter SET n = n + 1 WHERE id = ?"
     import psycopg
-    conn = psycopg.connect(dbname=name, autocommit=True)
-    sql = "UPDATE bench_counter SET n = n + 1 WHERE id = %s"
-time.sleep(max(start_at - time.time(), 0))
-done = 0
-end = time.perf_counter() + seconds
-began = time.perf_counter()
-while time.perf_counter() < end:
-    conn.execute(sql, (row,))
-    done += 1
-print(done / (time.perf_counter() - began))
-"""
+
+    pg_conn = psycopg.connect(dbname=name, autocommit=True)
+    return pg_conn.execute, "UPDATE bench_counter SET n = n + 1 WHERE id = %s"
+
+
+def commit_client(argv: list[str]) -> None:
+    """One client of commit_rate(): commit for ``seconds`` from ``start_at``; print the rate."""
+    db, name, row, seconds, start_at = (
+        argv[0],
+        argv[1],
+        int(argv[2]),
+        float(argv[3]),
+        float(argv[4]),
+    )
+    execute, sql = commit_statement(db, name)
+    time.sleep(max(start_at - time.time(), 0))
+    done = 0
+    end = time.perf_counter() + seconds
+    began = time.perf_counter()
+    while time.perf_counter() < end:
+        execute(sql, (row,))
+        done += 1
+    print(done / (time.perf_counter() - began))
 
 
 if __name__ == "__main__":

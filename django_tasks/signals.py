@@ -36,12 +36,13 @@ def clear_tasks_handlers(*, setting: str, **kwargs: Any) -> None:
 def log_task_enqueued(
     sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
 ) -> None:
-    logger.debug(
-        "Task id=%s path=%s enqueued backend=%s",
-        task_result.id,
-        task_result.task.module_path,
-        task_result.backend,
-    )
+    if logger.isEnabledFor(logging.DEBUG):  # every enqueue comes here: skip the arguments
+        logger.debug(
+            "Task id=%s path=%s enqueued backend=%s",
+            task_result.id,
+            task_result.task.module_path,
+            task_result.backend,
+        )
 
 
 # No logging receiver for task_started: SPEC §8 has an Immediate run log exactly

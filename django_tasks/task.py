@@ -13,6 +13,8 @@ from django.db.models.enums import TextChoices
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+import django_tasks
+
 from .exceptions import ResultDoesNotExist
 from .utils import SerializedExceptionDict, exception_from_dict, get_module_path
 
@@ -133,9 +135,7 @@ class Task(Generic[P, T]):
 
     def get_backend(self) -> BaseTaskBackend:
         """Return this task's backend instance."""
-        from . import tasks
-
-        backend: BaseTaskBackend = tasks[self.backend]
+        backend: BaseTaskBackend = django_tasks.tasks[self.backend]
         return backend
 
 

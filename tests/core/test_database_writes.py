@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import psycopg
 import pytest
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, OperationalError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 
 from django_tasks.backends.database import writes
@@ -116,3 +118,33 @@ def test_execute_write_sends_json_and_counts_only_matching_rows() -> None:
         assert writes.execute_write(connection, sql, [json_param, row.id, "FAILED"]) == 0
     row.refresh_from_db()
     assert row.return_value == value
+
+
+def test_a_connection_the_server_dropped_raises_djangos_error_then_reconnects() -> None:
+    test_tasks.noop_task.enqueue()
+    pid = connection.connection.info.backend_pid
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    with pytest.raises(OperationalError):  # Django's, not psycopg's
+        test_tasks.noop_task.enqueue()
+
+    assert connection.connection is None  # dropped: the reply could not be read
+    result = test_tasks.noop_task.enqueue()  # on a new connection
+    assert connection.connection.info.backend_pid != pid
+    assert DBTaskResult.objects.filter(id=result.id).exists()
+
+
+def test_a_closed_connection_is_opened_first() -> None:
+    connection.close()
+    table = DBTaskResult._meta.db_table
+    assert writes.execute_write(connection, f"DELETE FROM {table} WHERE priority = %s", [1]) == 0
+    assert connection.connection is not None
+
+
+def test_nothing_is_sent_in_a_transaction_marked_for_rollback() -> None:
+    with transaction.atomic():
+        transaction.set_rollback(True)
+        with pytest.raises(TransactionManagementError):
+            test_tasks.noop_task.enqueue()
+    assert not DBTaskResult.objects.exists()

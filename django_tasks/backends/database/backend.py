@@ -13,6 +13,7 @@ from django.apps import apps
 from django.core.checks import messages
 from django.core.exceptions import ValidationError
 from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
@@ -41,7 +42,11 @@ def _save_has_listeners() -> bool:
     """Whether someone listens to the row's save signals (then the ORM saves it)."""
     from .models import DBTaskResult
 
-    return pre_save.has_listeners(DBTaskResult) or post_save.has_listeners(DBTaskResult)
+    # `receivers` first: has_listeners() costs more than an enqueue's other checks.
+    return bool(
+        (pre_save.receivers and pre_save.has_listeners(DBTaskResult))
+        or (post_save.receivers and post_save.has_listeners(DBTaskResult))
+    )
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -64,12 +69,13 @@ class DatabaseBackend(BaseTaskBackend):
         args_kwargs_json = self._arguments_json(args, kwargs)
         using = router.db_for_write(DBTaskResult)
         connection = connections[using]
-        if self._get_enqueue_on_commit_for_task(task) and (
-            # Outside a transaction on_commit() would run it at once: so do we.
-            connection.in_atomic_block or not connection.get_autocommit()
-        ):
+        in_transaction = connection.in_atomic_block or not connection.get_autocommit()
+        # Outside a transaction on_commit() would run it at once: so do we.
+        if in_transaction and self._get_enqueue_on_commit_for_task(task):
             return self._enqueue_on_commit(task, args_kwargs_json, using)
-        task_result = self._insert(task, args_kwargs_json, using)
+        task_result = self._insert(
+            task, args_kwargs_json, connection, in_transaction=in_transaction
+        )
         task_enqueued.send(type(self), task_result=task_result)
         return task_result
 
@@ -80,7 +86,14 @@ class DatabaseBackend(BaseTaskBackend):
         pending = self._row(task, args_kwargs_json, enqueued_at=None)  # stamped when written
 
         def save_result() -> None:
-            task_result = self._insert(task, args_kwargs_json, using, row_id=pending.id)
+            connection = connections[using]
+            task_result = self._insert(
+                task,
+                args_kwargs_json,
+                connection,
+                in_transaction=connection.in_atomic_block or not connection.get_autocommit(),
+                row_id=pending.id,
+            )
             pending.enqueued_at = task_result.db_result.enqueued_at  # what enqueue() returned
             pending._state.adding, pending._state.db = False, using
             task_enqueued.send(type(self), task_result=task_result)
@@ -110,7 +123,13 @@ class DatabaseBackend(BaseTaskBackend):
         )
 
     def _insert(
-        self, task: Task[Any, T], args_kwargs_json: str, using: str, row_id: UUID | None = None
+        self,
+        task: Task[Any, T],
+        args_kwargs_json: str,
+        connection: BaseDatabaseWrapper,
+        *,
+        in_transaction: bool,
+        row_id: UUID | None = None,
     ) -> TaskResult[T]:
         """Write the NEW row now; return its result.
 
@@ -127,11 +146,13 @@ class DatabaseBackend(BaseTaskBackend):
             db_result._state.adding, db_result._state.db = False, using
             return db_result.task_result_for(task)
 
-        fast = connections[using].vendor in FAST_VENDORS and not _save_has_listeners()
+        using = connection.alias
+        fast = connection.vendor in FAST_VENDORS and not _save_has_listeners()
         if not fast:
             return result()
         outcome = start_insert(
-            using=using,
+            connection,
+            in_transaction=in_transaction,
             row_id=row_id,
             enqueued_at=enqueued_at,
             args_kwargs_json=args_kwargs_json,

@@ -16,6 +16,7 @@ from uuid import UUID
 from weakref import WeakKeyDictionary
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
@@ -40,6 +41,8 @@ _COLUMNS = (
     "attempts",
 )
 
+_NEW = ResultStatus.NEW.value
+
 # Vendors whose JSON columns take JSON text as it is: PostgreSQL casts it, SQLite
 # stores it.  Others save through the ORM.
 FAST_VENDORS = frozenset({"postgresql", "sqlite"})
@@ -49,8 +52,9 @@ _sql: dict[tuple[str, str, bool], str] = {}
 
 
 def start_insert(
+    connection: BaseDatabaseWrapper,
     *,
-    using: str,
+    in_transaction: bool,
     row_id: UUID,
     enqueued_at: datetime,
     args_kwargs_json: str,
@@ -62,12 +66,13 @@ def start_insert(
 ) -> Outcome:
     """Send the INSERT of a NEW row; return what waits for it (see ``send_write``).
 
-    ``connections[using].vendor`` must be one of ``FAST_VENDORS``.
+    ``connection.vendor`` must be one of ``FAST_VENDORS``; ``in_transaction``
+    says whether it is in one (atomic block or autocommit off).
     """
-    connection = connections[using]
+    using = connection.alias
     params: list[Any] = [
         row_id,
-        ResultStatus.NEW.value,
+        _NEW,
         enqueued_at,
         args_kwargs_json,
         priority,
@@ -82,7 +87,6 @@ def start_insert(
         sql = _statement(using, "insert", run_after)
         return send_write(connection, sql, _prep(params, connection))
 
-    in_transaction = connection.in_atomic_block or not connection.get_autocommit()
     if not in_transaction:
         sql = _statement(using, "insert_notify", run_after)
         return send_write(connection, sql, params, prepare=True)

@@ -231,7 +231,9 @@ class DBTaskResult(models.Model):
         Enqueue builds one per task.  With ``pre_init``/``post_init`` receivers
         for the model, ``__init__`` does it (and sends them).
         """
-        if pre_init.has_listeners(cls) or post_init.has_listeners(cls):
+        if (pre_init.receivers and pre_init.has_listeners(cls)) or (
+            post_init.receivers and post_init.has_listeners(cls)
+        ):
             return cls(  # type: ignore[misc]  # enqueued_at may wait for the commit
                 id=id or uuid.uuid4(),
                 enqueued_at=enqueued_at,
