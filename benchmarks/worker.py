@@ -152,9 +152,10 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
         ],
     )
     row(
-        "worker RSS idle, 1 thread / 8 threads",
+        "worker RSS idle, 1 / 8 threads (OS threads)",
         [
             f"{results[db]['rss']['idle_1']:.1f} / {results[db]['rss']['idle_8']:.1f} MB"
+            f" ({results[db]['rss']['os_threads_1']:.0f}/{results[db]['rss']['os_threads_8']:.0f} thr.)"
             for db in dbs
         ],
     )
@@ -470,8 +471,14 @@ class Bench:
         for threads in (8, 1):
             worker = self.start_worker("--interval", "0.1", "--threads", str(threads))
             self.wait_registered(1)
-            time.sleep(2)
-            result[f"idle_{threads}"] = rss_of(worker)
+            time.sleep(1)
+            # The median of 5 samples: RSS moves by a few pages from one second to the next.
+            samples = []
+            for _ in range(5):
+                samples.append(rss_of(worker))
+                time.sleep(0.2)
+            result[f"idle_{threads}"] = statistics.median(samples)
+            result[f"os_threads_{threads}"] = psutil.Process(worker.pid).num_threads()
             if threads == 1:
                 # CPU an idle worker burns polling every 0.1 s (and heartbeating).
                 cpu = psutil.Process(worker.pid).cpu_times()
