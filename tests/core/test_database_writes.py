@@ -120,9 +120,14 @@ def test_execute_write_sends_json_and_counts_only_matching_rows() -> None:
     assert row.return_value == value
 
 
+def backend_pid() -> int:
+    """The server process of the current connection."""
+    return int(connection.connection.info.backend_pid)
+
+
 def test_a_connection_the_server_dropped_raises_djangos_error_then_reconnects() -> None:
     test_tasks.noop_task.enqueue()
-    pid = connection.connection.info.backend_pid
+    pid = backend_pid()
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
@@ -131,7 +136,7 @@ def test_a_connection_the_server_dropped_raises_djangos_error_then_reconnects() 
 
     assert connection.connection is None  # dropped: the reply could not be read
     result = test_tasks.noop_task.enqueue()  # on a new connection
-    assert connection.connection.info.backend_pid != pid
+    assert backend_pid() != pid
     assert DBTaskResult.objects.filter(id=result.id).exists()
 
 
