@@ -97,3 +97,12 @@ def exception_from_dict(exc_data: SerializedExceptionDict) -> BaseException:
     if not inspect.isclass(exc_class) or not issubclass(exc_class, BaseException):
         raise TypeError(f"{type(exc_class)} is not an exception")
     return exc_class(*exc_data["exc_args"])  # type: ignore[no-any-return]
+
+
+def exception_message(args: Any) -> str:
+    """Return what ``str(exc)`` gives for an exception constructed with ``args`` (stored JSON)."""
+    if not isinstance(args, list):
+        return str(args)
+    if len(args) == 1:
+        return str(args[0])
+    return str(tuple(args)) if args else ""

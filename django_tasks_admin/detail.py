@@ -11,8 +11,9 @@ from django.utils.dateparse import parse_datetime
 
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from django_tasks.task import ResultStatus
+from django_tasks.utils import exception_message
 
-from .formatting import duration_text, exception_message, pretty_json, task_name
+from .formatting import duration_text, pretty_json, task_name
 from .live import LIVE_STATUSES, fingerprint
 from .tracebacks import parse_traceback
 

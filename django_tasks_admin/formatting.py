@@ -68,15 +68,6 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def exception_message(args: Any) -> str:
-    """Return what ``str(exc)`` gives for an exception constructed with ``args``."""
-    if not isinstance(args, list):
-        return str(args)
-    if len(args) == 1:
-        return str(args[0])
-    return str(tuple(args)) if args else ""
-
-
 def task_name(task_path: str) -> tuple[str, str]:
     """Split "pkg.module.func" into ("func", "pkg.module")."""
     module, _, name = task_path.rpartition(".")

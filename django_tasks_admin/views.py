@@ -20,11 +20,12 @@ from django_tables2 import SingleTableMixin
 
 from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.utils import exception_message
 
 from . import conf
 from .detail import result_context
 from .filters import ResultFilterSet, known_queue_names
-from .formatting import exception_message, task_name
+from .formatting import task_name
 from .live import (
     FINISHED_STATUSES,
     HTTP_STOP_POLLING,

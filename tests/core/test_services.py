@@ -11,7 +11,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import ResultStatus, default_task_backend
-from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.services import (
     RetryOutcome,
@@ -20,6 +19,7 @@ from django_tasks.backends.database.services import (
     retry,
     retry_one,
     retry_preview,
+    retrying,
 )
 from django_tasks.exceptions import ResultDoesNotExist
 from tests import tasks as test_tasks
@@ -163,14 +163,14 @@ class RetryTestCase(TestCase):
 
     def test_retry_update_is_conditional_on_failed(self) -> None:
         row = make_failed_row()
-        real_attempt_record = services._attempt_record
+        real_attempt_record = retrying._attempt_record
 
         def change_meanwhile(values: Any) -> Any:
             # Another process finishes with the row between our read and our UPDATE.
             DBTaskResult.objects.filter(pk=row.pk).update(status=ResultStatus.COMPLETE)
             return real_attempt_record(values)
 
-        with mock.patch.object(services, "_attempt_record", change_meanwhile):
+        with mock.patch.object(retrying, "_attempt_record", change_meanwhile):
             outcome = retry(results=[row.pk])
 
         assert outcome == RetryOutcome(retried=0, refused=1)

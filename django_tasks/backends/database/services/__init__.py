@@ -1,0 +1,65 @@
+"""Operations on task rows, shared by db_worker, prune_db_task_results and the dashboard.
+
+Commands and views stay thin: they parse input, call one function here, and
+report the count or outcome it returns.
+"""
+
+from __future__ import annotations
+
+from .claiming import claim_tasks, release_tasks
+from .pruning import prune
+from .retrying import (
+    RETRY_BATCH_SIZE,
+    RetryOutcome,
+    RetryRefused,
+    retry,
+    retry_one,
+    retry_preview,
+)
+from .running import TaskCache, _task_result, fail_task, run_task
+from .workers import (
+    DEFAULT_HEARTBEAT_TIMEOUT,
+    LOST_TASK_POLICIES,
+    RecoveryOutcome,
+    WorkerLost,
+    heartbeat,
+    heartbeat_timeout_for,
+    live_workers,
+    lost_task_policy_for,
+    lost_workers,
+    orphaned_tasks,
+    recover_lost_tasks,
+    register_worker,
+    set_worker_waiting,
+    unregister_worker,
+)
+
+__all__ = [
+    "DEFAULT_HEARTBEAT_TIMEOUT",
+    "LOST_TASK_POLICIES",
+    "RETRY_BATCH_SIZE",
+    "RecoveryOutcome",
+    "RetryOutcome",
+    "RetryRefused",
+    "TaskCache",
+    "WorkerLost",
+    "_task_result",
+    "claim_tasks",
+    "fail_task",
+    "heartbeat",
+    "heartbeat_timeout_for",
+    "live_workers",
+    "lost_task_policy_for",
+    "lost_workers",
+    "orphaned_tasks",
+    "prune",
+    "recover_lost_tasks",
+    "register_worker",
+    "release_tasks",
+    "retry",
+    "retry_one",
+    "retry_preview",
+    "run_task",
+    "set_worker_waiting",
+    "unregister_worker",
+]

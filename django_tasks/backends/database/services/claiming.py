@@ -1,0 +1,194 @@
+"""Claiming: handing ready tasks to a worker, and giving unstarted ones back.
+
+One hand-written statement per claim (PostgreSQL, SQLite with RETURNING), the
+ORM elsewhere.  Owned by the worker engineer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.db import connections, router
+from django.utils import timezone
+
+from django_tasks.task import ResultStatus
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
+
+
+def claim_tasks(
+    *,
+    backend_name: str,
+    queue_names: Sequence[str] | None,
+    worker_id: UUID | str,
+    limit: int = 1,
+) -> list[DBTaskResult]:
+    """Claim up to ``limit`` ready tasks for ``worker_id`` and return them in model order.
+
+    Claimed rows are RUNNING and carry the worker's id, so no other worker takes
+    them.  ``queue_names`` None means every queue.  One statement, so one short
+    transaction: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` steps over rows other
+    workers are claiming; on SQLite the UPDATE holds the write lock only while it
+    runs, and a read-only probe first keeps idle polls from taking it at all.
+    """
+    from django_tasks.backends.database.models import DBTaskResult
+
+    if limit < 1 or (queue_names is not None and not queue_names):
+        return []
+    using = router.db_for_write(DBTaskResult)
+    connection = connections[using]
+    sql = _ClaimSQL(connection, backend_name=backend_name, queue_names=queue_names)
+    now = timezone.now()
+
+    if connection.vendor == "postgresql":
+        statement, params = sql.claim_postgresql(now=now, limit=limit, worker_id=worker_id)
+    elif connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert:
+        with connection.cursor() as cursor:
+            cursor.execute(*sql.probe(now=now))
+            if cursor.fetchone() is None:
+                return []
+        statement, params = sql.claim_sqlite(now=now, limit=limit, worker_id=worker_id)
+    else:
+        return _claim_tasks_portable(
+            using,
+            backend_name=backend_name,
+            queue_names=queue_names,
+            worker_id=worker_id,
+            limit=limit,
+        )
+    # RETURNING gives rows in no particular order.
+    return sorted(DBTaskResult.objects.db_manager(using).raw(statement, params), key=_model_order)
+
+
+class _ClaimSQL:
+    """The claim statements, written out so each is one round trip."""
+
+    def __init__(
+        self, connection: Any, *, backend_name: str, queue_names: Sequence[str] | None
+    ) -> None:
+        from django_tasks.backends.database.models import DBTaskResult
+
+        self.connection = connection
+        self.meta = DBTaskResult._meta
+        self.table = connection.ops.quote_name(self.meta.db_table)
+        c = self.col
+        # Literal statuses (constants) let the planner use the partial claim index.
+        self.where = (
+            f"{c('status')} = '{ResultStatus.NEW}' AND {c('backend_name')} = %s"
+            f" AND ({c('run_after')} IS NULL OR {c('run_after')} <= %s)"
+        )
+        self.where_params: list[Any] = [backend_name]
+        self.queue_params: list[Any] = []
+        if queue_names is not None:
+            placeholders = ", ".join(["%s"] * len(queue_names))
+            self.where += f" AND {c('queue_name')} IN ({placeholders})"
+            self.queue_params = list(queue_names)
+        # DESC puts NULLs last on SQLite already; PostgreSQL needs telling.
+        nulls_last = " NULLS LAST" if connection.vendor == "postgresql" else ""
+        self.order = (
+            f"{c('priority')} DESC, {c('run_after')} DESC{nulls_last}, {c('enqueued_at')} ASC"
+        )
+
+    def col(self, name: str) -> str:
+        field: Any = self.meta.get_field(name)
+        return str(self.connection.ops.quote_name(field.column))
+
+    def prep(self, name: str, value: Any) -> Any:
+        field: Any = self.meta.get_field(name)
+        return field.get_db_prep_value(value, self.connection)
+
+    def _params(self, now: Any) -> list[Any]:
+        return [*self.where_params, self.prep("run_after", now), *self.queue_params]
+
+    def _set(self, now: Any, worker_id: UUID | str) -> tuple[str, list[Any]]:
+        c = self.col
+        return (
+            f"{c('status')} = '{ResultStatus.RUNNING}', {c('started_at')} = %s, "
+            f"{c('worker_id')} = %s",
+            [self.prep("started_at", now), self.prep("worker_id", worker_id)],
+        )
+
+    def probe(self, *, now: Any) -> tuple[str, list[Any]]:
+        return f"SELECT 1 FROM {self.table} WHERE {self.where} LIMIT 1", self._params(now)
+
+    def claim_postgresql(
+        self, *, now: Any, limit: int, worker_id: UUID | str
+    ) -> tuple[str, list[Any]]:
+        set_sql, set_params = self._set(now, worker_id)
+        pk = self.col("id")
+        return (
+            f"WITH claimable AS (SELECT {pk} FROM {self.table} WHERE {self.where}"
+            f" ORDER BY {self.order} LIMIT %s FOR UPDATE SKIP LOCKED)"
+            f" UPDATE {self.table} SET {set_sql} FROM claimable"
+            f" WHERE {self.table}.{pk} = claimable.{pk} RETURNING {self.table}.*",
+            [*self._params(now), limit, *set_params],
+        )
+
+    def claim_sqlite(self, *, now: Any, limit: int, worker_id: UUID | str) -> tuple[str, list[Any]]:
+        set_sql, set_params = self._set(now, worker_id)
+        pk = self.col("id")
+        return (
+            f"UPDATE {self.table} SET {set_sql} WHERE {pk} IN (SELECT {pk} FROM {self.table}"
+            f" WHERE {self.where} ORDER BY {self.order} LIMIT %s) RETURNING *",
+            [*set_params, *self._params(now), limit],
+        )
+
+
+def _claim_tasks_portable(
+    using: str,
+    *,
+    backend_name: str,
+    queue_names: Sequence[str] | None,
+    worker_id: UUID | str,
+    limit: int,
+) -> list[DBTaskResult]:
+    """Claim with the ORM: SELECT (skip locked) then UPDATE, in an exclusive transaction."""
+    from django_tasks.backends.database.models import DBTaskResult
+    from django_tasks.backends.database.utils import exclusive_transaction
+
+    ready = DBTaskResult.objects.using(using).ready().filter(backend_name=backend_name)
+    if queue_names is not None:
+        ready = ready.filter(queue_name__in=list(queue_names))
+    with exclusive_transaction(using):
+        if connections[using].features.has_select_for_update_skip_locked:
+            ready = ready.select_for_update(skip_locked=True)
+        rows = list(ready[:limit])
+        now = timezone.now()
+        DBTaskResult.objects.using(using).filter(pk__in=[row.pk for row in rows]).update(
+            status=ResultStatus.RUNNING, started_at=now, worker_id=worker_id
+        )
+    for row in rows:
+        row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id  # type: ignore[assignment]
+    return rows
+
+
+def _model_order(row: DBTaskResult) -> tuple[Any, ...]:
+    """Sort key matching DBTaskResult.Meta.ordering."""
+    run_after = row.run_after
+    return (
+        -row.priority,
+        run_after is None,
+        -run_after.timestamp() if run_after is not None else 0.0,
+        row.enqueued_at,
+    )
+
+
+def release_tasks(
+    *, worker_id: UUID | str, ids: Iterable[UUID | str] | None = None, exclude: Iterable[Any] = ()
+) -> int:
+    """Put tasks claimed by ``worker_id`` but not started back to NEW; return how many.
+
+    ``ids`` limits this to those rows; ``exclude`` spares rows the worker is running.
+    """
+    from django_tasks.backends.database.models import DBTaskResult
+
+    held = DBTaskResult.objects.filter(status=ResultStatus.RUNNING, worker_id=worker_id)
+    if ids is not None:
+        held = held.filter(pk__in=list(ids))
+    excluded = list(exclude)
+    if excluded:
+        held = held.exclude(pk__in=excluded)
+    return held.update(status=ResultStatus.NEW, started_at=None, worker_id=None)

@@ -1,0 +1,300 @@
+"""Workers: registration, heartbeats, lost workers and the recovery of their tasks.
+
+Also their settings and what the dashboard shows of them.  Owned by the worker engineer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from django.db.models import JSONField, QuerySet, Value
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from django_tasks.backends.database.utils import normalize_uuid
+from django_tasks.signals import task_finished
+from django_tasks.task import ResultStatus
+from django_tasks.utils import exception_to_dict
+
+from .claiming import release_tasks
+from .retrying import _isoformat
+from .running import _task_result
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResultQuerySet, DBWorker
+
+worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
+
+DEFAULT_HEARTBEAT_TIMEOUT = 20.0
+"""Seconds without a heartbeat after which a worker counts as lost."""
+
+LOST_TASK_POLICIES = ("fail", "requeue")
+"""``OPTIONS["lost_tasks"]``: fail lost tasks (default) or put them back to NEW."""
+
+
+class WorkerLost(Exception):
+    """The worker running a task stopped sending heartbeats."""
+
+    # Results record this path (exc_type, attempts): keep the one it always had.
+    __module__ = "django_tasks.backends.database.services"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryOutcome:
+    """What recover_lost_tasks() did."""
+
+    failed: int
+    requeued: int
+    workers_removed: int
+
+
+def heartbeat_timeout_for(backend_name: str | None) -> float:
+    """Return the backend's ``OPTIONS["heartbeat_timeout"]`` in seconds (or the default)."""
+    from django_tasks import tasks
+    from django_tasks.exceptions import InvalidTaskBackendError
+
+    if backend_name is None:
+        return DEFAULT_HEARTBEAT_TIMEOUT
+    try:
+        options = tasks[backend_name].options
+    except InvalidTaskBackendError:
+        return DEFAULT_HEARTBEAT_TIMEOUT
+    return float(options.get("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT))
+
+
+def lost_task_policy_for(backend_name: str) -> str:
+    """Return the backend's ``OPTIONS["lost_tasks"]``: "fail" (default) or "requeue"."""
+    from django_tasks import tasks
+
+    policy = str(tasks[backend_name].options.get("lost_tasks", "fail"))
+    if policy not in LOST_TASK_POLICIES:
+        raise ValueError(
+            f"OPTIONS['lost_tasks'] of backend '{backend_name}' must be one of "
+            f"{', '.join(LOST_TASK_POLICIES)}, not {policy!r}"
+        )
+    return policy
+
+
+# Workers: registration, heartbeats, recovery, and what the dashboard reads.
+
+
+def register_worker(
+    *,
+    worker_id: UUID | str,
+    backend_name: str,
+    queue_names: Sequence[str] | None,
+    threads: int,
+    waiting: bool = False,
+) -> None:
+    """Record a starting worker process (timestamps from the database's clock)."""
+    from django_tasks.backends.database.models import DBWorker
+
+    DBWorker.objects.create(
+        id=worker_id,
+        backend_name=backend_name,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        queues=["*"] if queue_names is None else list(queue_names),
+        threads=threads,
+        started_at=Now(),
+        last_heartbeat_at=Now(),
+        waiting=waiting,
+    )
+
+
+def heartbeat(
+    *, worker_id: UUID | str, tasks_done: int = 0, tasks_failed: int = 0, waiting: bool = False
+) -> bool:
+    """Refresh a worker's heartbeat, counters and waiting flag; False if its row is gone."""
+    from django_tasks.backends.database.models import DBWorker
+
+    return bool(
+        DBWorker.objects.filter(pk=worker_id).update(
+            last_heartbeat_at=Now(),
+            tasks_done=tasks_done,
+            tasks_failed=tasks_failed,
+            waiting=waiting,
+        )
+    )
+
+
+def set_worker_waiting(*, worker_id: UUID | str, waiting: bool) -> None:
+    """Say whether the worker is idle and waits for a notification (PostgreSQL)."""
+    from django_tasks.backends.database.models import DBWorker
+
+    DBWorker.objects.filter(pk=worker_id).update(waiting=waiting)
+
+
+def unregister_worker(*, worker_id: UUID | str) -> int:
+    """Release the worker's unstarted claims and delete its row; return claims released."""
+    from django_tasks.backends.database.models import DBWorker
+
+    released = release_tasks(worker_id=worker_id)
+    DBWorker.objects.filter(pk=worker_id).delete()
+    return released
+
+
+def _cutoff(heartbeat_timeout: float) -> Any:
+    return Now() - timedelta(seconds=heartbeat_timeout)
+
+
+def live_workers(
+    *, backend_name: str | None = None, heartbeat_timeout: float | None = None
+) -> QuerySet[DBWorker]:
+    """Return workers whose last heartbeat is within the timeout."""
+    from django_tasks.backends.database.models import DBWorker
+
+    timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
+    workers = DBWorker.objects.filter(last_heartbeat_at__gte=_cutoff(timeout))
+    return workers if backend_name is None else workers.filter(backend_name=backend_name)
+
+
+def lost_workers(
+    *, backend_name: str | None = None, heartbeat_timeout: float | None = None
+) -> QuerySet[DBWorker]:
+    """Return workers whose heartbeat is older than the timeout (not yet cleaned up)."""
+    from django_tasks.backends.database.models import DBWorker
+
+    timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
+    workers = DBWorker.objects.filter(last_heartbeat_at__lt=_cutoff(timeout))
+    return workers if backend_name is None else workers.filter(backend_name=backend_name)
+
+
+def orphaned_tasks(
+    *, backend_name: str | None = None, heartbeat_timeout: float | None = None
+) -> DBTaskResultQuerySet:
+    """Return RUNNING rows whose worker is lost or unregistered (what recovery acts on)."""
+    from django_tasks.backends.database.models import DBTaskResult, DBWorker
+
+    timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
+    live = DBWorker.objects.filter(last_heartbeat_at__gte=_cutoff(timeout)).values("pk")
+    rows = DBTaskResult.objects.running().filter(worker_id__isnull=False)
+    rows = rows.exclude(worker_id__in=live)
+    return rows if backend_name is None else rows.filter(backend_name=backend_name)
+
+
+def recover_lost_tasks(
+    *,
+    backend_name: str,
+    heartbeat_timeout: float | None = None,
+    policy: str | None = None,
+) -> RecoveryOutcome:
+    """Recover RUNNING tasks of lost workers, then delete those workers' rows.
+
+    A worker is lost when its heartbeat is older than ``heartbeat_timeout``
+    (default: the backend's ``OPTIONS["heartbeat_timeout"]``) or its row is gone.
+    ``policy`` (default ``OPTIONS["lost_tasks"]``): "fail" records each task
+    FAILED with a WorkerLost "worker lost" error (so nothing runs twice
+    silently) and sends ``task_finished``; "requeue" puts it back to NEW
+    (at-least-once), noting the lost attempt in ``attempts``.
+    """
+    from django_tasks.backends.database.models import DBTaskResult, DBWorker
+
+    timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
+    policy = policy or lost_task_policy_for(backend_name)
+    if policy not in LOST_TASK_POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(LOST_TASK_POLICIES)}")
+    cutoff = _cutoff(timeout)
+
+    lost = orphaned_tasks(backend_name=backend_name, heartbeat_timeout=timeout)
+    by_worker: dict[Any, list[Any]] = {}
+    for pk, worker_id in lost.values_list("pk", "worker_id"):
+        by_worker.setdefault(worker_id, []).append(pk)
+    workers = DBWorker.objects.in_bulk(list(by_worker))
+    live = DBWorker.objects.filter(last_heartbeat_at__gte=cutoff).values("pk")
+
+    failed = requeued = 0
+    for worker_id, pks in by_worker.items():
+        message = _worker_lost_message(worker_id, workers.get(worker_id), timeout)
+        # Repeat the conditions: a row finished, or a worker back, meanwhile is left alone.
+        held = DBTaskResult.objects.filter(
+            pk__in=pks, status=ResultStatus.RUNNING, worker_id=worker_id
+        ).exclude(worker_id__in=live)
+        if policy == "fail":
+            failed += _fail_lost(held, message)
+        else:
+            requeued += _requeue_lost(held, message)
+        worker_logger.warning(
+            "Recovered tasks of a lost worker (%s): %s",
+            "failed" if policy == "fail" else "requeued",
+            message,
+        )
+
+    removed, _ = (
+        DBWorker.objects.filter(backend_name=backend_name, last_heartbeat_at__lt=cutoff)
+        .exclude(
+            pk__in=DBTaskResult.objects.running()
+            .filter(worker_id__isnull=False)
+            .values("worker_id")
+        )
+        .delete()
+    )
+    return RecoveryOutcome(failed=failed, requeued=requeued, workers_removed=removed)
+
+
+def _worker_lost_message(worker_id: Any, worker: DBWorker | None, timeout: float) -> str:
+    if worker is None:
+        return f"worker lost: worker {normalize_uuid(worker_id)} is no longer registered"
+    return (
+        f"worker lost: worker {normalize_uuid(worker_id)} ({worker.host} pid {worker.pid}) "
+        f"sent no heartbeat for more than {timeout:g}s"
+    )
+
+
+def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
+    """Mark ``held`` FAILED with a WorkerLost error; send task_finished for each."""
+    from django_tasks.backends.database.models import DBTaskResult
+
+    finished_at = timezone.now()
+    exception_data = exception_to_dict(WorkerLost(message))
+    pks = list(held.values_list("pk", flat=True))
+    count = held.filter(pk__in=pks).update(
+        status=ResultStatus.FAILED,
+        finished_at=finished_at,
+        return_value=None,
+        exception_data=exception_data,
+    )
+    # The rows this call failed carry its exact finished_at.
+    for row in DBTaskResult.objects.filter(
+        pk__in=pks, status=ResultStatus.FAILED, finished_at=finished_at
+    ):
+        try:
+            task = row.task
+            raise WorkerLost(message)
+        except WorkerLost:
+            task_finished.send(sender=type(task.get_backend()), task_result=_task_result(row, task))
+        except Exception:  # the task vanished too: nothing to tell receivers about
+            worker_logger.debug("Task id=%s: no task_finished (unresolvable)", row.pk)
+    return count
+
+
+def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> int:
+    """Put ``held`` back to NEW, appending the lost attempt to each row's ``attempts``."""
+    now = timezone.now()
+    count = 0
+    for pk, worker_id, attempts, enqueued_at, started_at in held.values_list(
+        "pk", "worker_id", "attempts", "enqueued_at", "started_at"
+    ):
+        record = {
+            "exception_class_path": f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+            "message": message,
+            "traceback": None,
+            "enqueued_at": _isoformat(enqueued_at),
+            "started_at": _isoformat(started_at),
+            "finished_at": _isoformat(now),
+            "worker_id": normalize_uuid(worker_id) if worker_id else None,
+        }
+        count += held.filter(pk=pk).update(
+            status=ResultStatus.NEW,
+            started_at=None,
+            worker_id=None,
+            attempts=Value([*(attempts or []), record], output_field=JSONField()),
+        )
+    return count
