@@ -1,0 +1,244 @@
+"""Executors: one thread's loop of claiming a batch of tasks and running them.
+
+Each has its own database connection, kept open across tasks, and waits for a
+wake-up when idle.  The second signal aborts a running task (_AbortTask).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from django.db import InterfaceError, OperationalError, connections
+
+from django_tasks.backends.database import services
+from django_tasks.task import ResultStatus
+
+from .wakeup import _Wakeup
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
+
+    from .process import Worker
+
+logger = logging.getLogger("django_tasks.backends.database.db_worker")
+
+BATCH_SECONDS = 0.1
+"""Claim about this much work at once, judged by how long recent tasks took."""
+
+
+class _AbortTask(SystemExit):
+    """Raised inside a task thread by the second signal; recorded as SystemExit(1)."""
+
+
+class _Executor:
+    """Claim and run tasks, one at a time, on one thread and one connection."""
+
+    def __init__(self, worker: Worker, index: int) -> None:
+        self.worker = worker
+        self.index = index
+        self.wake = _Wakeup()
+        self.pending: deque[DBTaskResult] = deque()
+        self.current: DBTaskResult | None = None
+        self.in_task = False
+        self.thread_id: int | None = None
+        self.avg_seconds: float | None = None
+        self.tasks = services.TaskCache()
+        self.needs_reconcile = False
+        self.generation = 0
+        self._recorded = False
+        self.thread: threading.Thread | None = None  # with --threads > 1, once started
+
+    def run(self) -> None:
+        worker = self.worker
+        self.thread_id = threading.get_ident()
+        on_main = threading.current_thread() is threading.main_thread()
+        try:
+            # Extra threads start when the first one finds them work (wake_executors),
+            # so a worker that stays idle never runs them or opens their connections.
+            self.wake.clear()
+            while worker.running:
+                if not worker.may_start_tasks():
+                    self.wake.wait(0.1)
+                    continue
+                try:
+                    claimed = self.claim()
+                except (OperationalError, InterfaceError):
+                    break  # stopping while the database is down
+                if claimed:
+                    self.run_pending()
+                    continue
+                if worker.batch:
+                    break
+                if worker.set_waiting(True):
+                    # A task committed while we said so may have missed us: look again.
+                    continue
+                self.wake.wait(worker.idle_timeout(self))
+        except _AbortTask:
+            pass  # the second signal arrived between tasks
+        finally:
+            worker.stop_polling(self)
+            worker.wake_executors(but=self)  # idle threads must not wait for us forever
+            self.release_pending()
+            if not on_main:
+                connections.close_all()
+
+    def claim(self) -> int:
+        worker = self.worker
+        limit = 1
+        if self.avg_seconds is not None:
+            limit = int(BATCH_SECONDS / max(self.avg_seconds, 1e-6))
+        limit = max(1, min(worker.claim_size, limit))
+
+        def claim() -> int:
+            with worker._claim_lock:
+                if self.needs_reconcile:
+                    worker.reconcile_claims()
+                    self.needs_reconcile = False
+                rows = services.claim_tasks(
+                    backend_name=worker.backend_name,
+                    queue_names=worker.queue_filter,
+                    worker_id=worker.worker_id,
+                    limit=limit,
+                )
+                self.pending.extend(rows)
+                self.generation = worker.generation
+            # Work arrived (the poller wakes the others), or more may be waiting.
+            if rows and not worker.stop_polling(self) and len(rows) == limit:
+                worker.wake_executors(but=self)
+            if len(rows) == limit:
+                worker.set_waiting(False)  # busy: enqueues needn't notify us
+            return len(rows)
+
+        return worker.db_call(
+            claim,
+            what="claiming tasks",
+            give_up=lambda: not worker.running,
+            wait=self.wake.wait,
+            on_error=self.claim_failed,
+        )
+
+    def claim_failed(self) -> None:
+        # The claim may have committed before the connection broke.
+        self.needs_reconcile = True
+
+    def run_pending(self) -> None:
+        worker = self.worker
+        while (
+            self.pending
+            and worker.running
+            and worker.may_start_tasks()
+            and self.generation == worker.generation  # else others recovered our claims
+        ):
+            self.current = self.pending.popleft()
+            self._recorded = False
+            began = time.perf_counter()
+            try:
+                status = services.run_task(
+                    self.current,
+                    worker_id=worker.worker_id,
+                    call_guard=self.call_guard,
+                    db_retry=self.save_outcome,
+                    tasks=self.tasks,
+                )
+            finally:
+                self._recorded = True
+                self.current = None
+            worker.count(status)
+            elapsed = time.perf_counter() - began
+            self.avg_seconds = (
+                elapsed if self.avg_seconds is None else 0.7 * self.avg_seconds + 0.3 * elapsed
+            )
+            self.check_connection()
+        self.release_pending()
+
+    @contextmanager
+    def call_guard(self) -> Iterator[None]:
+        self.in_task = True
+        try:
+            yield
+        except _AbortTask as e:
+            raise SystemExit(1) from e
+        finally:
+            self.in_task = False
+
+    def save_outcome(self, write: Callable[[], bool]) -> bool:
+        worker = self.worker
+        return worker.db_call(
+            write,
+            what="saving a task's outcome",
+            give_up=lambda: worker.force,
+            wait=self.wake.wait,
+        )
+
+    def check_connection(self) -> None:
+        """Keep the connection across tasks; drop it only if a task broke it."""
+        connection = connections[self.worker.using]
+        if connection.connection is None:
+            return
+        if connection.errors_occurred:
+            if connection.is_usable():
+                connection.errors_occurred = False
+            else:
+                self.worker.close_connection()
+        elif not connection.autocommit and not connection.in_atomic_block:
+            # A task left a manual transaction open: don't claim inside it.
+            connection.rollback()
+            connection.set_autocommit(True)
+
+    def release_pending(self) -> None:
+        if not self.pending:
+            return
+        pks = [row.pk for row in self.pending]
+        self.pending.clear()
+        worker = self.worker
+        try:
+            worker.db_call(
+                lambda: services.release_tasks(worker_id=worker.worker_id, ids=pks),
+                what="releasing claimed tasks",
+                give_up=lambda: worker.force,
+                wait=self.wake.wait,
+            )
+        except (OperationalError, InterfaceError):
+            logger.error("Could not release %s claimed task(s)", len(pks))
+
+    def abort_task(self) -> None:
+        """From the main thread: raise _AbortTask inside this executor's running task."""
+        if self.in_task and self.thread_id is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self.thread_id), ctypes.py_object(_AbortTask)
+            )
+        self.wake.set()
+
+    def record_abandoned(self) -> None:
+        """From the main thread: record a task that ignored the abort as FAILED."""
+        row = self.current
+        if row is None or self._recorded:
+            return
+        try:
+            raise SystemExit(1)
+        except SystemExit as e:
+            try:
+                if services.fail_task(row, e, worker_id=self.worker.worker_id):
+                    self.worker.count(ResultStatus.FAILED)
+                    _send_finished(row)
+            except Exception:
+                logger.exception("Task id=%s could not be recorded as aborted", row.pk)
+
+
+def _send_finished(row: DBTaskResult) -> None:
+    from django_tasks.signals import task_finished
+
+    try:
+        task = row.task
+    except Exception:
+        return
+    task_finished.send(
+        sender=type(task.get_backend()), task_result=services._task_result(row, task)
+    )

@@ -1,0 +1,143 @@
+"""``--processes N``: a parent that runs N worker processes and supervises them.
+
+It forwards the first signal as a graceful stop and the second as an abort, and
+replaces children that exit unexpectedly.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+
+from .wakeup import _Wakeup
+
+if TYPE_CHECKING:
+    from .process import Worker
+
+logger = logging.getLogger("django_tasks.backends.database.db_worker")
+
+# The signals a multi-process parent forwards: stop gracefully / abort now.
+_STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+_ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
+
+
+class _ProcessSupervisor:
+    """``--processes N``: run N worker processes, forward signals, replace crashed ones."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.running = True
+        self.forced = False
+        self.wake = _Wakeup()
+        methods = multiprocessing.get_all_start_methods()
+        self.context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self.children: dict[int, Any] = {}
+
+    def run(self) -> None:
+        worker = self.worker
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM", "SIGQUIT"):
+                if hasattr(signal, name):
+                    signum = getattr(signal, name)
+                    previous[signum] = signal.signal(signum, self.on_signal)
+        try:
+            logger.info(
+                "Starting %s worker processes for queues=%s",
+                worker.processes,
+                ",".join(worker.queue_names),
+            )
+            # Children must not share the parent's connections.
+            connections.close_all()
+            for slot in range(worker.processes):
+                self.spawn(slot)
+            self.supervise()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def spawn(self, slot: int) -> None:
+        worker = self.worker
+        options = {
+            "queue_names": worker.queue_names,
+            "interval": worker.interval,
+            "batch": worker.batch,
+            "backend_name": worker.backend_name,
+            "startup_delay": worker.startup_delay,
+            "threads": worker.threads,
+            "heartbeat_timeout": worker.heartbeat_timeout,
+            "claim_size": worker.claim_size,
+        }
+        process = self.context.Process(
+            target=_run_child, args=(options, os.getpid()), name=f"db_worker-{slot}"
+        )
+        process.start()
+        self.children[slot] = (process, time.monotonic())
+
+    def supervise(self) -> None:
+        worker = self.worker
+        failures: dict[int, int] = {}
+        while self.children:
+            for slot, (process, started) in list(self.children.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                del self.children[slot]
+                code = process.exitcode
+                if not self.running or worker.batch:
+                    continue
+                failures[slot] = failures.get(slot, 0) + 1 if time.monotonic() - started < 10 else 1
+                delay = min(0.5 * 2 ** (failures[slot] - 1), 30.0)
+                logger.error(
+                    "Worker process pid=%s exited unexpectedly (exit code %s); restarting it in %.1fs",
+                    process.pid,
+                    code,
+                    delay,
+                )
+                self.wake.wait(delay)
+                if self.running:
+                    self.spawn(slot)
+            sentinels = [process.sentinel for process, _ in self.children.values()]
+            self.wake.wait(1.0, *sentinels)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.strsignal(signum) or str(signum)
+        if self.running:
+            logger.warning(
+                "Received %s - shutting down gracefully... (press Ctrl+C again to force)", name
+            )
+            self.running = False
+            forward = _STOP_SIGNAL or signal.SIGTERM
+        elif not self.forced:
+            logger.warning("Received %s - terminating current task.", name)
+            self.forced = True
+            forward = _ABORT_SIGNAL or signal.SIGTERM
+        else:
+            return
+        for process, _ in self.children.values():
+            if process.pid is not None:
+                try:
+                    os.kill(process.pid, forward)
+                except OSError:
+                    pass
+        self.wake.set()
+
+
+def _run_child(options: dict[str, Any], parent_pid: int) -> None:
+    """Entry point of a ``--processes`` child."""
+    import django
+    from django.apps import apps
+
+    from .process import Worker
+
+    if not apps.ready:  # spawned rather than forked
+        django.setup()
+    Worker(**options, parent_pid=parent_pid).start()
