@@ -5,6 +5,7 @@
 #   make venvs                     create/refresh .venvs/{py311-dj52,py311-dj42,py312-dj6}
 #   make pg-start / pg-stop        private PostgreSQL on 127.0.0.1:54329
 #   make demo / make bench
+#   make screenshots               browser tests, saving the README's docs/screenshots/*.png
 #   make format                    ruff format + ruff check --fix (py311-dj52 venv)
 #   make clean                     remove venvs, caches, build artefacts, PostgreSQL data
 
@@ -12,7 +13,7 @@ SHELL := /bin/bash
 VENVS := py311-dj52 py311-dj42 py312-dj6
 export TEST_ENVS PYTEST_ARGS
 
-.PHONY: test lint venvs demo bench format pg-start pg-stop clean
+.PHONY: test lint venvs demo bench screenshots format pg-start pg-stop clean
 
 test:
 	scripts/test.sh
@@ -28,6 +29,9 @@ demo:
 
 bench:
 	scripts/bench.sh
+
+screenshots:
+	DJANGO_TASKS_SCREENSHOTS=1 TEST_ENVS=py311-dj52 SKIP_LINT=1 PYTEST_ARGS="-m browser" scripts/test.sh
 
 format:
 	scripts/venv.sh py311-dj52 >/dev/null

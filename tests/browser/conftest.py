@@ -87,6 +87,10 @@ def workers(transactional_db: None) -> Iterator[Workers]:
 
 
 @pytest.fixture
-def screenshot_dir() -> Path:
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the tests save their screenshots: the README's only with
+    DJANGO_TASKS_SCREENSHOTS=1 (`make screenshots`), so a test run leaves the tree clean."""
+    if os.environ.get("DJANGO_TASKS_SCREENSHOTS") != "1":
+        return tmp_path
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
