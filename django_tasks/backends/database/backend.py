@@ -40,13 +40,14 @@ class TaskResult(BaseTaskResult[T]):
 
 def _save_has_listeners() -> bool:
     """Whether someone listens to the row's save signals (then the ORM saves it)."""
-    from .models import DBTaskResult
+    from .models import DBTaskResult, listened
 
-    # `receivers` first: has_listeners() costs more than an enqueue's other checks.
-    return bool(
-        (pre_save.receivers and pre_save.has_listeners(DBTaskResult))
-        or (post_save.receivers and post_save.has_listeners(DBTaskResult))
-    )
+    return listened(DBTaskResult, pre_save, post_save)
+
+
+def _in_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection`` is in a transaction (an atomic block, or autocommit off)."""
+    return connection.in_atomic_block or not connection.get_autocommit()
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -69,7 +70,7 @@ class DatabaseBackend(BaseTaskBackend):
         args_kwargs_json = self._arguments_json(args, kwargs)
         using = router.db_for_write(DBTaskResult)
         connection = connections[using]
-        in_transaction = connection.in_atomic_block or not connection.get_autocommit()
+        in_transaction = _in_transaction(connection)
         # Outside a transaction on_commit() would run it at once: so do we.
         if in_transaction and self._get_enqueue_on_commit_for_task(task):
             return self._enqueue_on_commit(task, args_kwargs_json, using)
@@ -91,7 +92,7 @@ class DatabaseBackend(BaseTaskBackend):
                 task,
                 args_kwargs_json,
                 connection,
-                in_transaction=connection.in_atomic_block or not connection.get_autocommit(),
+                in_transaction=_in_transaction(connection),
                 row_id=pending.id,
             )
             pending.enqueued_at = task_result.db_result.enqueued_at  # what enqueue() returned

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from django_tasks.task import ResultStatus
 
+from .utils import db_value
 from .writes import Outcome, send_write
 
 NOTIFY_CHANNEL = "django_tasks"
@@ -96,12 +97,14 @@ def start_insert(
     return send_write(connection, _statement(using, "insert", run_after), params)
 
 
-def _prep(params: list[Any], connection: Any) -> list[Any]:
-    """Adapt the id and datetimes as the fields would (SQLite: hex text, naive UTC)."""
-    fields = _fields(with_run_after=len(params) > len(_COLUMNS))
+def _prep(params: list[Any], connection: BaseDatabaseWrapper) -> list[Any]:
+    """Adapt the id and datetimes as the fields would (SQLite: hex text, naive UTC).
+
+    The JSON columns are JSON text already, which SQLite stores as it is.
+    """
     return [
-        value if type(value) in (str, int) else field.get_db_prep_save(value, connection)
-        for field, value in zip(fields, params, strict=True)
+        value if type(value) in (str, int) else db_value(name, value, connection)
+        for name, value in zip((*_COLUMNS, "run_after"), params, strict=False)
     ]
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.db import connections, router
 from django.utils import timezone
 
-from django_tasks.backends.database.utils import normalize_uuid
+from django_tasks.backends.database.utils import db_value, normalize_uuid
 from django_tasks.backends.database.writes import execute_write
 from django_tasks.signals import task_finished, task_started
 from django_tasks.task import ResultStatus, Task
@@ -196,10 +195,10 @@ def _save_outcome(
         if worker_id is not None:
             sql += f" AND {column('worker_id')} = %s"
         _OUTCOME_SQL[key] = sql
-    params = [_prep(name, value, connection) for name, value in outcome.items()]
-    params.append(_prep("id", db_result.pk, connection))
+    params = [db_value(name, value, connection) for name, value in outcome.items()]
+    params.append(db_value("id", db_result.pk, connection))
     if worker_id is not None:
-        params.append(_prep("worker_id", worker_id, connection))
+        params.append(db_value("worker_id", worker_id, connection))
     if not execute_write(connection, sql, params):
         # A retry after a lost reply may find its own earlier write (same finished_at).
         rows = DBTaskResult.objects.using(using).filter(pk=db_result.pk)
@@ -219,32 +218,6 @@ def _save_outcome(
 
 
 _OUTCOME_SQL: dict[tuple[Any, ...], str] = {}
-
-
-def _prep(name: str, value: Any, connection: Any) -> Any:
-    """Adapt ``value`` for field ``name`` as a save would (JSON None is SQL NULL).
-
-    The common types are adapted directly: Django's field methods cost more than
-    the UPDATE itself on SQLite.
-    """
-    from django_tasks.backends.database.models import DBTaskResult
-
-    if value is None:
-        return None
-    if name in _JSON_FIELDS:
-        return connection.ops.adapt_json_value(value, None)
-    if isinstance(value, ResultStatus):
-        return value.value
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    if isinstance(value, UUID) and name in _UUID_FIELDS:
-        return value if connection.features.has_native_uuid_field else value.hex
-    field: Any = DBTaskResult._meta.get_field(name)
-    return field.get_db_prep_save(value, connection)
-
-
-_JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "attempts"})
-_UUID_FIELDS = frozenset({"id", "worker_id"})
 
 
 def _task_result(db_result: DBTaskResult, task: Task[Any, Any]) -> TaskResult[Any]:
