@@ -48,6 +48,13 @@ class ResultStatus(TextChoices):
     COMPLETE = ("COMPLETE", _("Complete"))
 
 
+FINISHED_STATUSES = frozenset({ResultStatus.COMPLETE, ResultStatus.FAILED})
+"""Statuses a result never leaves (except through an explicit retry)."""
+
+LIVE_STATUSES = frozenset({ResultStatus.NEW, ResultStatus.RUNNING})
+"""Statuses of a result that is still waiting or running."""
+
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -221,7 +228,7 @@ class TaskResult(Generic[T]):
     @property
     def is_finished(self) -> bool:
         """Whether the task has completed or failed."""
-        return self.status in {ResultStatus.COMPLETE, ResultStatus.FAILED}
+        return self.status in FINISHED_STATUSES
 
     def refresh(self) -> None:
         """Reload this result's state from its backend."""
