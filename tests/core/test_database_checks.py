@@ -2,14 +2,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import StringIO
+from typing import Any
 from unittest import mock, skipUnless
 
 import django
+import pytest
 from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.db import connections
 from django.test import SimpleTestCase, override_settings
 
 from django_tasks import tasks
+from django_tasks.backends.database.backend import DatabaseBackend
+from django_tasks.backends.database.options import DatabaseOptions
 
 DB_TASKS = {"default": {"BACKEND": "django_tasks.backends.database.DatabaseBackend"}}
 
@@ -102,3 +109,76 @@ class DatabaseBackendChecksTestCase(SimpleTestCase):
         assert [m.msg for m in messages] == [
             "`ENQUEUE_ON_COMMIT` cannot be used when no databases are configured"
         ]
+
+
+def tasks_with_options(**options: Any) -> dict[str, Any]:
+    return {"default": {**DB_TASKS["default"], "OPTIONS": options}}
+
+
+class DatabaseBackendOptionsChecksTestCase(SimpleTestCase):
+    databases = {"default"}
+
+    def test_options_are_parsed_once_by_the_backend(self) -> None:
+        with override_settings(TASKS=tasks_with_options(heartbeat_timeout=7, lost_tasks="requeue")):
+            backend = tasks["default"]
+            assert isinstance(backend, DatabaseBackend)
+            assert backend.db_options == DatabaseOptions(
+                heartbeat_timeout=7.0, lost_tasks="requeue"
+            )
+            assert tasks["default"].db_options is backend.db_options  # type: ignore[attr-defined]
+            assert list(backend.check()) == []
+
+    def test_missing_options_take_the_defaults(self) -> None:
+        with override_settings(TASKS=DB_TASKS):
+            backend = tasks["default"]
+            assert isinstance(backend, DatabaseBackend)
+            assert backend.db_options.heartbeat_timeout == 20.0
+            assert backend.db_options.lost_tasks == "fail"
+
+    def test_invalid_lost_tasks_is_an_error(self) -> None:
+        with override_settings(TASKS=tasks_with_options(lost_tasks="retry")):
+            backend = tasks["default"]  # building the backend does not raise
+            (message,) = backend.check()
+        assert message.level == checks.ERROR
+        assert message.msg == (
+            "OPTIONS['lost_tasks'] of backend 'default' must be one of fail, requeue, not 'retry'"
+        )
+        assert message.id == "django_tasks.database.E001"
+
+    def test_invalid_heartbeat_timeouts_are_errors(self) -> None:
+        for value in ["20", 0, -1.5, float("nan"), float("inf"), True, None]:
+            with (
+                self.subTest(value=value),
+                override_settings(TASKS=tasks_with_options(heartbeat_timeout=value)),
+            ):
+                backend = tasks["default"]
+                assert isinstance(backend, DatabaseBackend)
+                (message,) = backend.check()
+                assert message.level == checks.ERROR
+                assert message.msg == (
+                    "OPTIONS['heartbeat_timeout'] of backend 'default' must be a number of "
+                    f"seconds greater than zero, not {value!r}"
+                )
+                assert backend.db_options.heartbeat_timeout == 20.0  # the default meanwhile
+
+    def test_every_invalid_value_is_reported(self) -> None:
+        with override_settings(TASKS=tasks_with_options(heartbeat_timeout=-1, lost_tasks="x")):
+            messages = [m.msg for m in tasks["default"].check()]
+        assert len(messages) == 2
+        assert "OPTIONS['heartbeat_timeout']" in messages[0]
+        assert "OPTIONS['lost_tasks']" in messages[1]
+
+    def test_unknown_options_are_a_warning_naming_the_known_ones(self) -> None:
+        with override_settings(TASKS=tasks_with_options(heartbeat_timout=5, lost_tasks="fail")):
+            (message,) = tasks["default"].check()
+        assert message.level == checks.WARNING
+        assert message.msg == "Unknown OPTIONS of backend 'default': 'heartbeat_timout'"
+        assert message.hint == "The OPTIONS a DatabaseBackend reads: heartbeat_timeout, lost_tasks"
+        assert message.id == "django_tasks.database.W001"
+
+    def test_manage_py_check_reports_invalid_options(self) -> None:
+        with (
+            override_settings(TASKS=tasks_with_options(lost_tasks="retry")),
+            pytest.raises(SystemCheckError, match=r"OPTIONS\['lost_tasks'\] of backend 'default'"),
+        ):
+            call_command("check", stdout=StringIO(), stderr=StringIO())

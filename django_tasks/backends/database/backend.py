@@ -24,6 +24,7 @@ from django_tasks.task import Task
 from django_tasks.task import TaskResult as BaseTaskResult
 
 from .inserts import FAST_VENDORS, start_insert
+from .options import KNOWN_OPTIONS, DatabaseOptions
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -59,6 +60,11 @@ class DatabaseBackend(BaseTaskBackend):
     supports_async_task = True
     # Results are rows: any process can read them.
     supports_get_result = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Parsed once; bad values are reported by check(), not raised here.
+        self.db_options = DatabaseOptions.parse(self.options, backend_name=self.alias)
 
     def enqueue(
         self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
@@ -189,6 +195,16 @@ class DatabaseBackend(BaseTaskBackend):
     def check(self, **kwargs: Any) -> Iterable[messages.CheckMessage]:
         """Yield configuration errors: app not installed, SQLite not EXCLUSIVE."""
         yield from super().check(**kwargs)
+
+        for message in self.db_options.errors:
+            yield messages.Error(message, id="django_tasks.database.E001")
+        if self.db_options.unknown_keys:
+            yield messages.Warning(
+                f"Unknown OPTIONS of backend {self.alias!r}: "
+                f"{', '.join(map(repr, self.db_options.unknown_keys))}",
+                hint=f"The OPTIONS a DatabaseBackend reads: {', '.join(KNOWN_OPTIONS)}",
+                id="django_tasks.database.W001",
+            )
 
         backend_name = self.__class__.__name__
 

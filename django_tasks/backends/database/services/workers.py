@@ -18,6 +18,13 @@ from django.db.models import JSONField, QuerySet, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from django_tasks.backends.database.options import (
+    DEFAULT_HEARTBEAT_TIMEOUT as DEFAULT_HEARTBEAT_TIMEOUT,  # re-exported by services
+)
+from django_tasks.backends.database.options import (
+    LOST_TASK_POLICIES as LOST_TASK_POLICIES,  # re-exported by services
+)
+from django_tasks.backends.database.options import options_for
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.signals import task_finished
 from django_tasks.task import ResultStatus
@@ -31,12 +38,6 @@ if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResultQuerySet, DBWorker
 
 worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
-
-DEFAULT_HEARTBEAT_TIMEOUT = 20.0
-"""Seconds without a heartbeat after which a worker counts as lost."""
-
-LOST_TASK_POLICIES = ("fail", "requeue")
-"""``OPTIONS["lost_tasks"]``: fail lost tasks (default) or put them back to NEW."""
 
 
 class WorkerLost(Exception):
@@ -57,29 +58,21 @@ class RecoveryOutcome:
 
 def heartbeat_timeout_for(backend_name: str | None) -> float:
     """Return the backend's ``OPTIONS["heartbeat_timeout"]`` in seconds (or the default)."""
-    from django_tasks import tasks
     from django_tasks.exceptions import InvalidTaskBackendError
 
     if backend_name is None:
         return DEFAULT_HEARTBEAT_TIMEOUT
     try:
-        options = tasks[backend_name].options
+        return options_for(backend_name).heartbeat_timeout
     except InvalidTaskBackendError:
         return DEFAULT_HEARTBEAT_TIMEOUT
-    return float(options.get("heartbeat_timeout", DEFAULT_HEARTBEAT_TIMEOUT))
 
 
 def lost_task_policy_for(backend_name: str) -> str:
     """Return the backend's ``OPTIONS["lost_tasks"]``: "fail" (default) or "requeue"."""
-    from django_tasks import tasks
-
-    policy = str(tasks[backend_name].options.get("lost_tasks", "fail"))
-    if policy not in LOST_TASK_POLICIES:
-        raise ValueError(
-            f"OPTIONS['lost_tasks'] of backend '{backend_name}' must be one of "
-            f"{', '.join(LOST_TASK_POLICIES)}, not {policy!r}"
-        )
-    return policy
+    options = options_for(backend_name)
+    options.require_valid("lost_tasks")
+    return options.lost_tasks
 
 
 # Workers: registration, heartbeats, recovery, and what the dashboard reads.
