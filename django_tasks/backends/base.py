@@ -34,15 +34,21 @@ def has_databases() -> bool:
     )
 
 
-def database_access_forbidden() -> bool:
-    """Return whether database access is blocked, as in a SimpleTestCase."""
-    # SimpleTestCase replaces `connect` with django.test.testcases._DatabaseFailure;
-    # match it by name so production code never imports django.test.
-    if any(type(conn.connect).__name__ == "_DatabaseFailure" for conn in connections.all()):
-        return True
-    # pytest-django blocks access (tests without the django_db mark) by replacing
-    # ensure_connection on the wrapper class.
-    return getattr(BaseDatabaseWrapper.ensure_connection, "__name__", "") == "_blocking_wrapper"
+def connection_in_transaction(connection: BaseDatabaseWrapper) -> bool:
+    """Return whether ``connection`` is inside a transaction, without connecting.
+
+    That is an ``atomic()`` block, or an open connection with autocommit off.  A
+    connection that is not open is not in a transaction: ``transaction.on_commit()``
+    would run a callback at once there too (after connecting, which this avoids).
+    """
+    return connection.in_atomic_block or (
+        connection.connection is not None and not connection.autocommit
+    )
+
+
+def in_transaction(using: str | None = None) -> bool:
+    """Return whether the connection ``using`` is inside a transaction (never connects)."""
+    return connection_in_transaction(connections[using or DEFAULT_DB_ALIAS])
 
 
 class BaseTaskBackend(metaclass=ABCMeta):
@@ -76,19 +82,24 @@ class BaseTaskBackend(metaclass=ABCMeta):
         self.options: dict[str, Any] = dict(options.get("OPTIONS", {}))
 
     def _get_enqueue_on_commit_for_task(self, task: Task[Any, Any]) -> bool:
-        """Return whether this task's enqueue waits for the transaction to commit."""
+        """Return whether this task's enqueue waits for a surrounding transaction to commit.
+
+        The task's own setting wins over the backend's; never without a database.
+        """
         if isinstance(task.enqueue_on_commit, bool):
             wanted = task.enqueue_on_commit
         else:
             wanted = self.enqueue_on_commit
-        return wanted and has_databases() and not database_access_forbidden()
+        return wanted and has_databases()
 
     def _enqueue_or_defer(
         self, task: Task[Any, Any], func: Callable[[], None], using: str | None = None
     ) -> None:
-        """Run ``func`` now, or when the transaction on ``using`` commits."""
-        if self._get_enqueue_on_commit_for_task(task):
-            transaction.on_commit(func, using=using or DEFAULT_DB_ALIAS)
+        """Run ``func`` when the transaction on ``using`` commits, if the task waits for
+        commits and there is a transaction; otherwise now (as ``on_commit`` would)."""
+        using = using or DEFAULT_DB_ALIAS
+        if in_transaction(using) and self._get_enqueue_on_commit_for_task(task):
+            transaction.on_commit(func, using=using)
         else:
             func()
 

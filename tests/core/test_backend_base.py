@@ -9,13 +9,13 @@ from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.utils import ConnectionHandler
-from django.test import SimpleTestCase, TestCase, override_settings
+from django.test import SimpleTestCase, TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
 from django_tasks import Task, default_task_backend, task, tasks
-from django_tasks.backends.base import BaseTaskBackend
+from django_tasks.backends.base import BaseTaskBackend, connection_in_transaction, in_transaction
 from django_tasks.backends.dummy import DummyBackend
 from django_tasks.exceptions import InvalidTaskError
 from tests import tasks as test_tasks
@@ -337,10 +337,16 @@ class EnqueueOnCommitForbiddenDatabaseTests(SimpleTestCase):
     def setUp(self) -> None:
         tasks["default"].clear()
 
-    def test_always_false(self) -> None:
-        assert _flags_for("default") == {True: False, False: False, None: False}
-        assert _flags_for("on") == {True: False, False: False, None: False}
-        assert _flags_for("off") == {True: False, False: False, None: False}
+    def test_never_deferred_whatever_the_task_wants(self) -> None:
+        # The task's wish is answered as elsewhere; with no transaction (SimpleTestCase
+        # can't open one) every enqueue stores at once.
+        assert _flags_for("default") == {True: True, False: False, None: True}
+        assert _flags_for("off") == {True: True, False: False, None: False}
+        for alias in ("default", "on", "off"):
+            for flag in (True, False, None):
+                result = make_task(backend=alias, enqueue_on_commit=flag).enqueue()
+                assert result.enqueued_at is not None
+                assert tasks[alias].results[-1].id == result.id
 
     def test_enqueue_stores_at_once(self) -> None:
         result = test_tasks.enqueue_on_commit_task.enqueue()
@@ -390,3 +396,36 @@ class EnqueueOnCommitTransactionTests(TestCase):
             1 / 0  # noqa: B018
         assert callbacks == []
         assert backend.results == []
+
+
+class InTransactionTests(TransactionTestCase):
+    """in_transaction() reads the connection's own state and never connects."""
+
+    def test_atomic_block(self) -> None:
+        assert in_transaction() is False
+        with transaction.atomic():
+            assert in_transaction() is True
+            assert connection_in_transaction(connection) is True
+        assert in_transaction() is False
+
+    def test_autocommit_off_on_an_open_connection(self) -> None:
+        connection.ensure_connection()
+        connection.set_autocommit(False)
+        try:
+            assert in_transaction() is True
+        finally:
+            connection.rollback()
+            connection.set_autocommit(True)
+        assert in_transaction() is False
+
+    def test_closed_connection_is_not_opened(self) -> None:
+        connection.close()
+        assert in_transaction(DEFAULT_DB_ALIAS) is False
+        assert connection.connection is None
+
+    @override_settings(TASKS=ON_COMMIT_TASKS)
+    def test_enqueue_outside_a_transaction_stores_at_once_without_connecting(self) -> None:
+        connection.close()
+        result = test_tasks.enqueue_on_commit_task.enqueue()
+        assert tasks["default"].results[0].id == result.id
+        assert connection.connection is None
