@@ -166,7 +166,7 @@ def test_heartbeat_timeout_comes_from_backend_options() -> None:
             backend_name="default",
             startup_delay=False,
         )
-        assert worker.heartbeat_timeout == 7
+        assert worker.options.heartbeat_timeout == 7
         override = Worker(
             queue_names=["default"],
             interval=1,
@@ -175,8 +175,8 @@ def test_heartbeat_timeout_comes_from_backend_options() -> None:
             startup_delay=False,
             heartbeat_timeout=3,
         )
-        assert override.heartbeat_timeout == 3
-    assert math.isclose(worker.heartbeat_interval, 7 / 5)
+        assert override.options.heartbeat_timeout == 3
+    assert math.isclose(worker.options.heartbeat_interval, 7 / 5)
 
 
 @pytest.mark.parametrize(("verbosity", "level"), [(0, 50), (1, 30), (2, 20), (3, 10)])

@@ -1,26 +1,32 @@
 """The db_worker loop: claim ready tasks in batches, run them on threads, heartbeat.
 
-One worker process has:
+One worker process (``process.Worker``) has:
 
-- executors (``--threads``), each with its own database connection kept open
+- its options (``options.WorkerOptions``), built once from the command line;
+- the state its threads share (``state.WorkerState``): flags, counters, claim lock;
+- executors (``executor.Executor``, ``--threads``, grouped in
+  ``threads.ExecutorThreads``), each with its own database connection kept open
   across tasks: claim a batch, run it, repeat; wait for a wake-up when idle.  With
   one thread the executor is the main thread, so a second signal can interrupt
   the task itself, as upstream does;
-- a supervisor thread: heartbeats, recovery of lost workers' tasks, and (on
-  PostgreSQL) ``LISTEN`` for enqueue notifications, which wake idle executors;
+- a heartbeat thread (``heartbeat.HeartbeatThread``): heartbeats, recovery of lost
+  workers' tasks, and (on PostgreSQL) ``LISTEN`` for enqueue notifications, which
+  wake idle executors;
 - signal handlers: the first SIGINT/SIGTERM stops claiming and lets running tasks
   finish; the second aborts them, recording each FAILED.
 
-``--processes N`` forks N such processes and supervises them.
+``--processes N`` runs N such processes under a ``process_pool.ProcessPool``.
 """
 
 from __future__ import annotations
 
-from django_tasks.backends.database.inserts import NOTIFY_CHANNEL
+from django_tasks.backends.database.writes import NOTIFY_CHANNEL
 
 from .db_calls import MAX_BACKOFF
 from .executor import BATCH_SECONDS
-from .process import ABORT_GRACE, DEFAULT_CLAIM_SIZE, Worker
+from .options import DEFAULT_CLAIM_SIZE, WorkerOptions
+from .process import Worker
+from .threads import ABORT_GRACE
 
 __all__ = [
     "ABORT_GRACE",
@@ -29,4 +35,5 @@ __all__ = [
     "MAX_BACKOFF",
     "NOTIFY_CHANNEL",
     "Worker",
+    "WorkerOptions",
 ]

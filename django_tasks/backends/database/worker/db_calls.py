@@ -1,4 +1,4 @@
-"""Database calls of a worker: its connection, and calls retried through outages.
+"""A worker's database: its alias, and calls retried through outages.
 
 Connection errors close the connection and retry with backoff; SQLite's
 "database is locked" is retried quietly; schema errors propagate at once.
@@ -26,16 +26,31 @@ MAX_BACKOFF = 5.0
 _FATAL_ERRORS = ("no such table", "no such column", "has no column")
 
 
-class _DatabaseCalls:
-    """Worker's connection, and calls that reconnect with backoff through outages."""
+class DatabaseCalls:
+    """A worker's database, and calls that reconnect with backoff through outages.
+
+    Each thread has its own connection to it (Django's connections are per thread).
+    """
 
     @cached_property
     def using(self) -> str:
+        """The alias of the database holding the task rows."""
         from django_tasks.backends.database.models import DBTaskResult
 
         return router.db_for_write(DBTaskResult)
 
-    def db_call(
+    @cached_property
+    def can_listen(self) -> bool:
+        """Whether it delivers enqueue notifications (PostgreSQL with psycopg 3)."""
+        if connections[self.using].vendor != "postgresql":
+            return False
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def call(
         self,
         func: Callable[[], T],
         *,
@@ -71,7 +86,7 @@ class _DatabaseCalls:
                         str(e).strip() or type(e).__name__,
                         delay,
                     )
-                self.close_connection()
+                self.close()
                 if on_error is not None:
                     on_error()
                 if give_up():
@@ -83,7 +98,7 @@ class _DatabaseCalls:
                 logger.warning("Database connection restored while %s", what)
             return result
 
-    def close_connection(self) -> None:
+    def close(self) -> None:
         """Drop this thread's connection; the next query opens a new one."""
         connection = connections[self.using]
         try:

@@ -1,4 +1,4 @@
-"""Executors: one thread's loop of claiming a batch of tasks and running them.
+"""An executor: one thread's loop of claiming a batch of tasks and running them.
 
 Each has its own database connection, kept open across tasks, and waits for a
 wake-up when idle.  The second signal aborts a running task (_AbortTask).
@@ -18,14 +18,18 @@ from typing import TYPE_CHECKING
 from django.db import InterfaceError, OperationalError, connections
 
 from django_tasks.backends.database import services
+from django_tasks.backends.database.results import task_result_for
 from django_tasks.task import ResultStatus
 
-from .wakeup import _Wakeup
+from .db_calls import DatabaseCalls
+from .options import WorkerOptions
+from .state import WorkerState
+from .wakeup import Wakeup
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResult
 
-    from .process import Worker
+    from .threads import ExecutorThreads
 
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
@@ -37,13 +41,24 @@ class _AbortTask(SystemExit):
     """Raised inside a task thread by the second signal; recorded as SystemExit(1)."""
 
 
-class _Executor:
+class Executor:
     """Claim and run tasks, one at a time, on one thread and one connection."""
 
-    def __init__(self, worker: Worker, index: int) -> None:
-        self.worker = worker
+    def __init__(
+        self,
+        index: int,
+        *,
+        options: WorkerOptions,
+        state: WorkerState,
+        db: DatabaseCalls,
+        group: ExecutorThreads,
+    ) -> None:
         self.index = index
-        self.wake = _Wakeup()
+        self.options = options
+        self.state = state
+        self.db = db
+        self.group = group  # the executors of this process
+        self.wake = Wakeup()
         self.pending: deque[DBTaskResult] = deque()
         self.current: DBTaskResult | None = None
         self.in_task = False
@@ -56,15 +71,15 @@ class _Executor:
         self.thread: threading.Thread | None = None  # with --threads > 1, once started
 
     def run(self) -> None:
-        worker = self.worker
+        state, group = self.state, self.group
         self.thread_id = threading.get_ident()
         on_main = threading.current_thread() is threading.main_thread()
         try:
             # Extra threads start when the first one finds them work (wake_executors),
             # so a worker that stays idle never runs them or opens their connections.
             self.wake.clear()
-            while worker.running:
-                if not worker.may_start_tasks():
+            while state.running:
+                if not state.may_start_tasks():
                     self.wake.wait(0.1)
                     continue
                 try:
@@ -74,52 +89,52 @@ class _Executor:
                 if claimed:
                     self.run_pending()
                     continue
-                if worker.batch:
+                if self.options.batch:
                     break
-                if worker.set_waiting(True):
+                if state.set_waiting(True):
                     # A task committed while we said so may have missed us: look again.
                     continue
-                self.wake.wait(worker.idle_timeout(self))
+                self.wake.wait(group.idle_timeout(self))
         except _AbortTask:
             pass  # the second signal arrived between tasks
         finally:
-            worker.stop_polling(self)
-            worker.wake_executors(but=self)  # idle threads must not wait for us forever
+            group.stop_polling(self)
+            group.wake_all(but=self)  # idle threads must not wait for us forever
             self.release_pending()
             if not on_main:
                 connections.close_all()
 
     def claim(self) -> int:
-        worker = self.worker
+        options, state, group = self.options, self.state, self.group
         limit = 1
         if self.avg_seconds is not None:
             limit = int(BATCH_SECONDS / max(self.avg_seconds, 1e-6))
-        limit = max(1, min(worker.claim_size, limit))
+        limit = max(1, min(options.claim_size, limit))
 
         def claim() -> int:
-            with worker._claim_lock:
+            with state.claim_lock:
                 if self.needs_reconcile:
-                    worker.reconcile_claims()
+                    group.reconcile_claims()
                     self.needs_reconcile = False
                 rows = services.claim_tasks(
-                    backend_name=worker.backend_name,
-                    queue_names=worker.queue_filter,
-                    worker_id=worker.worker_id,
+                    backend_name=options.backend_name,
+                    queue_names=options.queue_filter,
+                    worker_id=state.worker_id,
                     limit=limit,
                 )
                 self.pending.extend(rows)
-                self.generation = worker.generation
+                self.generation = state.generation
             # Work arrived (the poller wakes the others), or more may be waiting.
-            if rows and not worker.stop_polling(self) and len(rows) == limit:
-                worker.wake_executors(but=self)
+            if rows and not group.stop_polling(self) and len(rows) == limit:
+                group.wake_all(but=self)
             if len(rows) == limit:
-                worker.set_waiting(False)  # busy: enqueues needn't notify us
+                state.set_waiting(False)  # busy: enqueues needn't notify us
             return len(rows)
 
-        return worker.db_call(
+        return self.db.call(
             claim,
             what="claiming tasks",
-            give_up=lambda: not worker.running,
+            give_up=lambda: not state.running,
             wait=self.wake.wait,
             on_error=self.claim_failed,
         )
@@ -129,12 +144,12 @@ class _Executor:
         self.needs_reconcile = True
 
     def run_pending(self) -> None:
-        worker = self.worker
+        state = self.state
         while (
             self.pending
-            and worker.running
-            and worker.may_start_tasks()
-            and self.generation == worker.generation  # else others recovered our claims
+            and state.running
+            and state.may_start_tasks()
+            and self.generation == state.generation  # else others recovered our claims
         ):
             self.current = self.pending.popleft()
             self._recorded = False
@@ -142,7 +157,7 @@ class _Executor:
             try:
                 status = services.run_task(
                     self.current,
-                    worker_id=worker.worker_id,
+                    worker_id=state.worker_id,
                     call_guard=self.call_guard,
                     db_retry=self.save_outcome,
                     tasks=self.tasks,
@@ -150,7 +165,7 @@ class _Executor:
             finally:
                 self._recorded = True
                 self.current = None
-            worker.count(status)
+            state.count(status)
             elapsed = time.perf_counter() - began
             self.avg_seconds = (
                 elapsed if self.avg_seconds is None else 0.7 * self.avg_seconds + 0.3 * elapsed
@@ -169,24 +184,24 @@ class _Executor:
             self.in_task = False
 
     def save_outcome(self, write: Callable[[], bool]) -> bool:
-        worker = self.worker
-        return worker.db_call(
+        state = self.state
+        return self.db.call(
             write,
             what="saving a task's outcome",
-            give_up=lambda: worker.force,
+            give_up=lambda: state.force,
             wait=self.wake.wait,
         )
 
     def check_connection(self) -> None:
         """Keep the connection across tasks; drop it only if a task broke it."""
-        connection = connections[self.worker.using]
+        connection = connections[self.db.using]
         if connection.connection is None:
             return
         if connection.errors_occurred:
             if connection.is_usable():
                 connection.errors_occurred = False
             else:
-                self.worker.close_connection()
+                self.db.close()
         elif not connection.autocommit and not connection.in_atomic_block:
             # A task left a manual transaction open: don't claim inside it.
             connection.rollback()
@@ -197,12 +212,12 @@ class _Executor:
             return
         pks = [row.pk for row in self.pending]
         self.pending.clear()
-        worker = self.worker
+        state = self.state
         try:
-            worker.db_call(
-                lambda: services.release_tasks(worker_id=worker.worker_id, ids=pks),
+            self.db.call(
+                lambda: services.release_tasks(worker_id=state.worker_id, ids=pks),
                 what="releasing claimed tasks",
-                give_up=lambda: worker.force,
+                give_up=lambda: state.force,
                 wait=self.wake.wait,
             )
         except (OperationalError, InterfaceError):
@@ -225,8 +240,8 @@ class _Executor:
             raise SystemExit(1)
         except SystemExit as e:
             try:
-                if services.fail_task(row, e, worker_id=self.worker.worker_id):
-                    self.worker.count(ResultStatus.FAILED)
+                if services.fail_task(row, e, worker_id=self.state.worker_id):
+                    self.state.count(ResultStatus.FAILED)
                     _send_finished(row)
             except Exception:
                 logger.exception("Task id=%s could not be recorded as aborted", row.pk)
@@ -240,5 +255,5 @@ def _send_finished(row: DBTaskResult) -> None:
     except Exception:
         return
     task_finished.send(
-        sender=type(task.get_backend()), task_result=services._task_result(row, task)
+        sender=type(task.get_backend()), task_result=task_result_for(row, task)
     )

@@ -1,4 +1,4 @@
-"""The worker process: options, start and shutdown, its threads, and signals."""
+"""One worker process: ``Worker`` starts its parts, handles signals and shuts down."""
 
 from __future__ import annotations
 
@@ -6,279 +6,129 @@ import logging
 import random
 import signal
 import threading
-import time
-from collections.abc import Sequence
-from functools import cached_property
 from types import FrameType
 from typing import Any
-from uuid import UUID, uuid4
 
-from django.db import InterfaceError, OperationalError, connections
+import django
+from django.apps import apps
+from django.db import InterfaceError, OperationalError
 
 from django_tasks.backends.database import services
-from django_tasks.task import ResultStatus
 
-from .db_calls import MAX_BACKOFF, _DatabaseCalls
-from .executor import _Executor
-from .processes import _ABORT_SIGNAL, _STOP_SIGNAL, _ProcessSupervisor
-from .supervisor import _psycopg3_available, _Supervisor
-from .wakeup import _Wakeup
+from .db_calls import DatabaseCalls
+from .heartbeat import HeartbeatThread
+from .options import WorkerOptions
+from .process_pool import ABORT_SIGNAL, STOP_SIGNAL, ProcessPool
+from .state import WorkerState
+from .threads import ExecutorThreads
 
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
-DEFAULT_CLAIM_SIZE = 32
-"""The most tasks one executor claims at once."""
 
-ABORT_GRACE = 3.0
-"""After a second signal, how long aborted threads get to record their own failure."""
+class Worker:
+    """Run tasks of one database backend until stopped (or, in batch mode, until idle).
 
-
-class Worker(_DatabaseCalls):
-    """Run tasks of one database backend until stopped (or, in batch mode, until idle)."""
+    Build it from the command line's keywords (``queue_names``, ``interval``,
+    ``batch``, ``backend_name``, ``startup_delay``, ``threads``, ``processes``,
+    ``heartbeat_timeout``, ``claim_size``: see ``WorkerOptions.from_command_line``)
+    or from ``WorkerOptions`` already built.
+    """
 
     def __init__(
         self,
+        options: WorkerOptions | None = None,
         *,
-        queue_names: Sequence[str],
-        interval: float,
-        batch: bool,
-        backend_name: str,
-        startup_delay: bool,
-        threads: int = 1,
-        processes: int = 1,
-        heartbeat_timeout: float | None = None,
-        claim_size: int = DEFAULT_CLAIM_SIZE,
         parent_pid: int | None = None,
+        **command_line: Any,
     ) -> None:
-        self.queue_names = list(queue_names)
-        self.process_all_queues = "*" in self.queue_names
-        self.interval = interval
-        self.batch = batch
-        self.backend_name = backend_name
-        self.startup_delay = startup_delay
-        self.threads = max(1, threads)
-        self.processes = max(1, processes)
-        self.heartbeat_timeout = heartbeat_timeout or services.heartbeat_timeout_for(backend_name)
-        self.lost_task_policy = services.lost_task_policy_for(backend_name)
-        self.claim_size = max(1, claim_size)
-        self.parent_pid = parent_pid
-
-        self.worker_id: UUID = uuid4()
-        self.running = True  # False once asked to stop
-        self.force = False  # True once asked to abort running tasks
-        self.tasks_done = 0
-        self.tasks_failed = 0
-        self.generation = 0  # bumped when we learn others considered us lost
-
-        self._executors: list[_Executor] = []
-        self._supervisor: _Supervisor | None = None
-        self._main_wake = _Wakeup()
-        self._claim_lock = threading.Lock()
-        self._poll_lock = threading.Lock()
-        self._poller: _Executor | None = None
-        self._count_lock = threading.Lock()
-        self._last_heartbeat = time.monotonic()
-        self._previous_handlers: dict[int, Any] = {}
-        self._waiting = False  # what our row's ``waiting`` says, as far as we know
-        self._threaded = False  # executors on threads of their own (--threads > 1)
-        self._threads_lock = threading.Lock()
-        self._waiting_lock = threading.Lock()
-
-    # --- settings derived from the options -----------------------------------
-
-    @property
-    def queue_filter(self) -> list[str] | None:
-        """The queues to claim from, None for all."""
-        return None if self.process_all_queues else self.queue_names
-
-    @cached_property
-    def listens(self) -> bool:
-        """Whether we LISTEN for enqueue notifications (PostgreSQL with psycopg 3)."""
-        return (
-            not self.batch
-            and connections[self.using].vendor == "postgresql"
-            and _psycopg3_available()
+        if options is None:
+            options = WorkerOptions.from_command_line(**command_line)
+        elif command_line:
+            raise TypeError("Pass either WorkerOptions or the command line's keywords")
+        self.options = options
+        self.parent_pid = parent_pid  # of a --processes child: stop if the parent exits
+        self.db = DatabaseCalls()
+        self.state = WorkerState(
+            heartbeat_timeout=options.heartbeat_timeout,
+            listens=not options.batch and self.db.can_listen,
         )
-
-    @property
-    def heartbeat_interval(self) -> float:
-        return min(max(self.heartbeat_timeout / 5, 0.1), MAX_BACKOFF)
-
-    def may_start_tasks(self) -> bool:
-        """Whether our heartbeat is recent enough that nobody can think us lost."""
-        return time.monotonic() - self._last_heartbeat < self.heartbeat_timeout / 2
-
-    # --- running -------------------------------------------------------------
+        self._executors: ExecutorThreads | None = None  # while started
+        self._previous_handlers: dict[int, Any] = {}
 
     def start(self) -> None:
         """Run until stopped by a signal (or, in batch mode, until no task is ready)."""
-        if self.processes > 1:
-            _ProcessSupervisor(self).run()
+        options, state = self.options, self.state
+        if options.processes > 1:
+            ProcessPool(options, child=run_child).run()
             return
 
+        self._executors = executors = ExecutorThreads(options=options, state=state, db=self.db)
+        heartbeat: HeartbeatThread | None = None
         self._install_signal_handlers()
         try:
-            logger.info("Starting worker for queues=%s", ",".join(self.queue_names))
-            self._executors = [_Executor(self, index) for index in range(self.threads)]
-            if self.startup_delay and self.interval:
+            logger.info("Starting worker for queues=%s", ",".join(options.queue_names))
+            if options.startup_delay and options.interval:
                 # A random pause spreads the first claims of workers started together.
-                self._main_wake.wait(random.random())
-            if not self.running or not self._register():
+                executors.wake.wait(random.random())
+            if not state.running or not self._register(executors):
                 return
-            self._supervisor = _Supervisor(self)
-            self._supervisor.start()
-            if self.threads == 1:
-                self._executors[0].run()
-            else:
-                self._run_threads()
+            heartbeat = HeartbeatThread(
+                options=options,
+                state=state,
+                db=self.db,
+                executors=executors,
+                parent_pid=self.parent_pid,
+            )
+            heartbeat.start()
+            executors.run()
         finally:
-            self._shutdown()
+            self._shutdown(executors, heartbeat)
             self._restore_signal_handlers()
-            for wakeup in [self._main_wake, *(e.wake for e in self._executors)]:
-                wakeup.close()
+            executors.close()
+            self._executors = None
 
-    def _register(self) -> bool:
+    def _register(self, executors: ExecutorThreads) -> bool:
+        options, state = self.options, self.state
         try:
-            self.db_call(
+            self.db.call(
                 lambda: services.register_worker(
-                    worker_id=self.worker_id,
-                    backend_name=self.backend_name,
-                    queue_names=self.queue_filter,
-                    threads=self.threads,
+                    worker_id=state.worker_id,
+                    backend_name=options.backend_name,
+                    queue_names=options.queue_filter,
+                    threads=options.threads,
                 ),
                 what="registering the worker",
-                give_up=lambda: not self.running,
-                wait=self._main_wake.wait,
+                give_up=lambda: not state.running,
+                wait=executors.wake.wait,
             )
         except (OperationalError, InterfaceError):
-            if self.running:
+            if state.running:
                 raise
             return False  # stopped while the database was unreachable
-        self._last_heartbeat = time.monotonic()
+        state.heartbeat_sent()
         return True
 
-    def _run_threads(self) -> None:
-        # The first executor runs here, on the main thread, as with one thread; the
-        # others start when it finds work for them (wake_executors), so a worker
-        # that stays idle costs what a single-threaded one does.
-        main, *others = self._executors
-        main.thread = threading.current_thread()
-        self._threaded = True
-        try:
-            main.run()
-        finally:
-            self._join_threads(others)
-
-    def _join_threads(self, executors: list[_Executor]) -> None:
-        """Wait for the other executors; after the second signal, abort their tasks."""
-        aborted_at: float | None = None
-        while any(e.thread is not None and e.thread.is_alive() for e in executors):
-            if self.force and aborted_at is None:
-                aborted_at = time.monotonic()
-                for executor in executors:
-                    executor.abort_task()
-            if aborted_at is not None and time.monotonic() - aborted_at > ABORT_GRACE:
-                # Tasks stuck in C calls (sleep, I/O) can't be interrupted: record them.
-                for executor in executors:
-                    executor.record_abandoned()
-                return
-            self._main_wake.wait(0.2)
-
-    def _shutdown(self) -> None:
-        if self._supervisor is not None:
-            self._supervisor.stop()
-        for executor in self._executors:
-            executor.release_pending()
-        if self._supervisor is None:
+    def _shutdown(self, executors: ExecutorThreads, heartbeat: HeartbeatThread | None) -> None:
+        if heartbeat is not None:
+            heartbeat.stop()
+        executors.release_pending()
+        if heartbeat is None:
             return  # never registered
+        state = self.state
         try:
-            released = self.db_call(
-                lambda: services.unregister_worker(worker_id=self.worker_id),
+            released = self.db.call(
+                lambda: services.unregister_worker(worker_id=state.worker_id),
                 what="unregistering the worker",
-                give_up=lambda: self.force,
-                wait=self._main_wake.wait,
+                give_up=lambda: state.force,
+                wait=executors.wake.wait,
             )
         except (OperationalError, InterfaceError):
             logger.error(
-                "Could not unregister worker id=%s: the database is unreachable", self.worker_id
+                "Could not unregister worker id=%s: the database is unreachable", state.worker_id
             )
             return
         if released:
             logger.info("Released %s claimed task(s) that had not started", released)
-
-    def count(self, status: ResultStatus | None) -> None:
-        with self._count_lock:
-            if status == ResultStatus.COMPLETE:
-                self.tasks_done += 1
-            elif status == ResultStatus.FAILED:
-                self.tasks_failed += 1
-
-    def _start_thread(self, executor: _Executor) -> None:
-        with self._threads_lock:
-            if executor.thread is None:
-                name = f"db_worker-{executor.index}"
-                executor.thread = threading.Thread(target=executor.run, name=name, daemon=True)
-                executor.thread.start()
-
-    def wake_executors(self, but: _Executor | None = None) -> None:
-        """Wake the other executors (starting their threads, while running): work came."""
-        for executor in self._executors:
-            if executor is not but:
-                if self._threaded and executor.thread is None and self.running:
-                    self._start_thread(executor)
-                executor.wake.set()
-
-    def wake_poller(self) -> None:
-        """Wake the executor that polls for work (the first one if none polls)."""
-        with self._poll_lock:
-            poller = self._poller
-        (poller or self._executors[0]).wake.set()
-
-    def idle_timeout(self, executor: _Executor) -> float | None:
-        """How long an idle executor waits before polling again (None: until woken).
-
-        One idle executor polls at ``interval``; the others sleep until it (or a
-        notification) finds work, so idle threads cost no queries and never open
-        a connection.
-        """
-        with self._poll_lock:
-            if self._poller is None or self._poller is executor:
-                self._poller = executor
-                return self.interval
-        return None
-
-    def stop_polling(self, executor: _Executor) -> bool:
-        """``executor`` has work (or is leaving): let another idle one poll."""
-        with self._poll_lock:
-            if self._poller is not executor:
-                return False
-            self._poller = None
-        self.wake_executors(but=executor)
-        return True
-
-    def set_waiting(self, waiting: bool) -> bool:
-        """Tell enqueuers whether we wait for a notification; True if that changed.
-
-        Marked when an executor finds nothing to claim, cleared when a claim comes
-        back full (busy workers need no notifications, which cost every enqueue).
-        Best effort: a failed write is corrected by the next heartbeat.
-        """
-        if not self.listens:
-            return False
-        with self._waiting_lock:
-            if self._waiting == waiting:
-                return False
-            try:
-                services.set_worker_waiting(worker_id=self.worker_id, waiting=waiting)
-            except (OperationalError, InterfaceError):
-                return False
-            self._waiting = waiting
-            return True
-
-    def request_stop(self) -> None:
-        self.running = False
-        self.wake_executors()
-        self._main_wake.set()
 
     # --- signals -------------------------------------------------------------
 
@@ -297,35 +147,30 @@ class Worker(_DatabaseCalls):
 
     def shutdown(self, signum: int, frame: FrameType | None) -> None:
         """Signal handler: stop gracefully the first time, abort running tasks the second."""
+        executors = self._executors
+        if executors is None:
+            return  # not started, or done
         name = signal.strsignal(signum) or str(signum)
-        if signum == _STOP_SIGNAL and not self.running:
+        if signum == STOP_SIGNAL and not self.state.running:
             return  # the parent forwarding a stop we already received
-        if signum == _STOP_SIGNAL or (signum != _ABORT_SIGNAL and self.running):
+        if signum == STOP_SIGNAL or (signum != ABORT_SIGNAL and self.state.running):
             logger.warning(
                 "Received %s - shutting down gracefully... (press Ctrl+C again to force)", name
             )
-            self.request_stop()
+            executors.stop()
             return
-        if self.force:
+        if self.state.force:
             return
         logger.warning("Received %s - terminating current task.", name)
-        self.force = True
-        self.request_stop()
-        if self._executors and self._executors[0].in_task:
+        executors.stop(force=True)
+        if executors.main_in_task():
             # Like upstream: the task on the main thread is interrupted, and records
             # the failure (the other threads' tasks are aborted once it returns).
             raise SystemExit(1)
 
-    # --- database calls ------------------------------------------------------
 
-    def reconcile_claims(self) -> None:
-        """Release rows claimed by a claim whose reply was lost (the connection broke).
-
-        Call with ``_claim_lock`` held, so no claim is between its statement and
-        recording what it claimed.
-        """
-        known = [e.current.pk for e in self._executors if e.current is not None]
-        known += [row.pk for e in self._executors for row in e.pending]
-        released = services.release_tasks(worker_id=self.worker_id, exclude=known)
-        if released:
-            logger.warning("Released %s task(s) claimed before the connection broke", released)
+def run_child(options: WorkerOptions, parent_pid: int) -> None:
+    """Run one ``--processes`` child: a worker process with the pool's options."""
+    if not apps.ready:  # spawned rather than forked
+        django.setup()
+    Worker(options, parent_pid=parent_pid).start()

@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 
-class _Wakeup:
+class Wakeup:
     """A wake-up flag a thread can wait on with a timeout, set from any thread or a signal.
 
     A socket pair rather than a threading.Event, because setting an Event from a

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import random  # noqa: F401  (kept importable here, as upstream's tests patch it)
-import time  # noqa: F401
 from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_tasks.backends.database.services import lost_task_policy_for
+from django_tasks.backends.database.options import InvalidOptions, options_for
 from django_tasks.backends.database.worker import DEFAULT_CLAIM_SIZE, Worker
 
 from ._options import non_negative_float, valid_backend_name
@@ -144,10 +142,11 @@ class Command(BaseCommand):
     ) -> None:
         self.configure_logging(verbosity)
         try:
-            lost_task_policy_for(backend_name)
-        except ValueError as e:
+            options_for(backend_name).require_valid()
+        except InvalidOptions as e:
             raise CommandError(str(e)) from e
 
+        # Keywords, not WorkerOptions: users' tests patch Worker and read them (SPEC 6).
         worker = Worker(
             queue_names=queue_name.split(","),
             interval=interval,

@@ -12,37 +12,39 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import connections
 
-from .wakeup import _Wakeup
-
-if TYPE_CHECKING:
-    from .process import Worker
+from .options import WorkerOptions
+from .wakeup import Wakeup
 
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
-# The signals a multi-process parent forwards: stop gracefully / abort now.
-_STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
-_ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
+# The signals the pool forwards to its children: stop gracefully / abort now.
+STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
+ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
 
 
-class _ProcessSupervisor:
+class ProcessPool:
     """``--processes N``: run N worker processes, forward signals, replace crashed ones."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(
+        self, options: WorkerOptions, *, child: Callable[[WorkerOptions, int], None]
+    ) -> None:
+        self.options = options
+        self.child = child  # runs a child: child(options, parent_pid); module-level, to pickle
         self.running = True
         self.forced = False
-        self.wake = _Wakeup()
+        self.wake = Wakeup()
         methods = multiprocessing.get_all_start_methods()
         self.context: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         self.children: dict[int, Any] = {}
 
     def run(self) -> None:
-        worker = self.worker
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for name in ("SIGINT", "SIGTERM", "SIGQUIT"):
@@ -52,12 +54,12 @@ class _ProcessSupervisor:
         try:
             logger.info(
                 "Starting %s worker processes for queues=%s",
-                worker.processes,
-                ",".join(worker.queue_names),
+                self.options.processes,
+                ",".join(self.options.queue_names),
             )
             # Children must not share the parent's connections.
             connections.close_all()
-            for slot in range(worker.processes):
+            for slot in range(self.options.processes):
                 self.spawn(slot)
             self.supervise()
         finally:
@@ -65,25 +67,15 @@ class _ProcessSupervisor:
                 signal.signal(signum, handler)
 
     def spawn(self, slot: int) -> None:
-        worker = self.worker
-        options = {
-            "queue_names": worker.queue_names,
-            "interval": worker.interval,
-            "batch": worker.batch,
-            "backend_name": worker.backend_name,
-            "startup_delay": worker.startup_delay,
-            "threads": worker.threads,
-            "heartbeat_timeout": worker.heartbeat_timeout,
-            "claim_size": worker.claim_size,
-        }
+        # The child runs one process: the same options, but not a pool of its own.
+        options = replace(self.options, processes=1)
         process = self.context.Process(
-            target=_run_child, args=(options, os.getpid()), name=f"db_worker-{slot}"
+            target=self.child, args=(options, os.getpid()), name=f"db_worker-{slot}"
         )
         process.start()
         self.children[slot] = (process, time.monotonic())
 
     def supervise(self) -> None:
-        worker = self.worker
         failures: dict[int, int] = {}
         while self.children:
             for slot, (process, started) in list(self.children.items()):
@@ -92,7 +84,7 @@ class _ProcessSupervisor:
                 process.join()
                 del self.children[slot]
                 code = process.exitcode
-                if not self.running or worker.batch:
+                if not self.running or self.options.batch:
                     continue
                 failures[slot] = failures.get(slot, 0) + 1 if time.monotonic() - started < 10 else 1
                 delay = min(0.5 * 2 ** (failures[slot] - 1), 30.0)
@@ -115,11 +107,11 @@ class _ProcessSupervisor:
                 "Received %s - shutting down gracefully... (press Ctrl+C again to force)", name
             )
             self.running = False
-            forward = _STOP_SIGNAL or signal.SIGTERM
+            forward = STOP_SIGNAL or signal.SIGTERM
         elif not self.forced:
             logger.warning("Received %s - terminating current task.", name)
             self.forced = True
-            forward = _ABORT_SIGNAL or signal.SIGTERM
+            forward = ABORT_SIGNAL or signal.SIGTERM
         else:
             return
         for process, _ in self.children.values():
@@ -129,15 +121,3 @@ class _ProcessSupervisor:
                 except OSError:
                     pass
         self.wake.set()
-
-
-def _run_child(options: dict[str, Any], parent_pid: int) -> None:
-    """Entry point of a ``--processes`` child."""
-    import django
-    from django.apps import apps
-
-    from .process import Worker
-
-    if not apps.ready:  # spawned rather than forked
-        django.setup()
-    Worker(**options, parent_pid=parent_pid).start()
