@@ -98,12 +98,14 @@ def inserter(task: Any, *, api_work: bool, result: bool) -> Callable[[], Any]:
     from django.db import connections, router
     from django.utils import timezone
 
-    from django_tasks.backends.database import inserts, writes
+    from django_tasks.backends.database.writes import sender, statements
     from django_tasks.backends.database.models import DBTaskResult
     from django_tasks.signals import task_enqueued
 
-    command = writes._numbered_sql(inserts._statement("default", "insert_notify", None))
-    name = writes._statement_name(command)
+    command = sender._numbered_sql(
+        statements.insert_sql("default", notify=True, with_run_after=False)
+    )
+    name = sender._statement_name(command)
     static = [str(v).encode() for v in (task.priority, task.module_path, task.queue_name)]
     static += [b"default", b"[]"]
     pgconn = connections["default"].connection.pgconn

@@ -11,7 +11,7 @@ from django.db import DataError, IntegrityError, OperationalError, connection, t
 from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 
-from django_tasks.backends.database import writes
+from django_tasks.backends.database.writes import sender as writes
 from django_tasks.backends.database.models import DBTaskResult
 from tests import tasks as test_tasks
 
@@ -97,7 +97,7 @@ def test_send_write_returns_the_row_count() -> None:
         args_kwargs={}, task_path="tests.tasks.noop_task", backend_name="default"
     )
     table = DBTaskResult._meta.db_table
-    outcome = writes.send_write(
+    outcome = writes.send(
         connection, f"UPDATE {table} SET priority = %s WHERE id = %s", [5, row.id]
     )
     assert outcome() == 1
@@ -114,8 +114,8 @@ def test_execute_write_sends_json_and_counts_only_matching_rows() -> None:
     value = {"text": 'quote " and \\ and ü', "n": [1, 2.5, None]}
     for _ in range(3):  # the later ones as a prepared statement
         json_param = connection.ops.adapt_json_value(value, None)
-        assert writes.execute_write(connection, sql, [json_param, row.id, "NEW"]) == 1
-        assert writes.execute_write(connection, sql, [json_param, row.id, "FAILED"]) == 0
+        assert writes.execute(connection, sql, [json_param, row.id, "NEW"]) == 1
+        assert writes.execute(connection, sql, [json_param, row.id, "FAILED"]) == 0
     row.refresh_from_db()
     assert row.return_value == value
 
@@ -143,7 +143,7 @@ def test_a_connection_the_server_dropped_raises_djangos_error_then_reconnects() 
 def test_a_closed_connection_is_opened_first() -> None:
     connection.close()
     table = DBTaskResult._meta.db_table
-    assert writes.execute_write(connection, f"DELETE FROM {table} WHERE priority = %s", [1]) == 0
+    assert writes.execute(connection, f"DELETE FROM {table} WHERE priority = %s", [1]) == 0
     assert connection.connection is not None
 
 

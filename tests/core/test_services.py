@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import ResultStatus, default_task_backend
+from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.services import (
     RetryOutcome,
@@ -38,13 +39,18 @@ DB_TASKS = {
 
 
 def make_failed_row(message: str = "boom", **kwargs: Any) -> DBTaskResult:
-    """A row that really ran and failed, as the worker leaves it."""
+    """A row that really ran and failed, as the worker leaves it.
+
+    Claimed and failed through the same code the worker runs: the claim
+    statement (``claim()`` is its one-row form) and ``services.fail_task``.
+    """
     row = make_row(**kwargs)
-    row.claim(uuid.uuid4())
+    worker_id = uuid.uuid4()
+    row.claim(worker_id)
     try:
         raise ValueError(message)
     except ValueError as e:
-        row.set_failed(e)
+        assert services.fail_task(row, e, worker_id=worker_id)
     row.refresh_from_db()
     return row
 

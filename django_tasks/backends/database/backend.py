@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
+import django
 from django.apps import apps
 from django.core.checks import messages
 from django.core.exceptions import ValidationError
@@ -21,10 +21,11 @@ from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.signals import task_enqueued
 from django_tasks.task import Task
-from django_tasks.task import TaskResult as BaseTaskResult
 
-from .inserts import FAST_VENDORS, start_insert
 from .options import KNOWN_OPTIONS, DatabaseOptions
+from .results import TaskResult
+from .utils import listened
+from .writes import FAST_VENDORS, insert_task
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -32,18 +33,12 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class TaskResult(BaseTaskResult[T]):
-    """A TaskResult that knows its database row."""
+def _model() -> type[DBTaskResult]:
+    # Backends are built while settings load, before the app registry is ready:
+    # the model is imported when first used.
+    from .models import DBTaskResult
 
-    db_result: DBTaskResult
-
-
-def _save_has_listeners() -> bool:
-    """Whether someone listens to the row's save signals (then the ORM saves it)."""
-    from .models import DBTaskResult, listened
-
-    return listened(DBTaskResult, pre_save, post_save)
+    return DBTaskResult
 
 
 def _in_transaction(connection: BaseDatabaseWrapper) -> bool:
@@ -70,11 +65,9 @@ class DatabaseBackend(BaseTaskBackend):
         self, task: Task[Any, T], args: Iterable[Any], kwargs: dict[str, Any]
     ) -> TaskResult[T]:
         """Insert a NEW row for ``task`` (now, or when the transaction commits)."""
-        from .models import DBTaskResult
-
         self.validate_task(task)
         args_kwargs_json = self._arguments_json(args, kwargs)
-        using = router.db_for_write(DBTaskResult)
+        using = router.db_for_write(_model())
         connection = connections[using]
         in_transaction = _in_transaction(connection)
         # Outside a transaction on_commit() would run it at once: so do we.
@@ -116,9 +109,7 @@ class DatabaseBackend(BaseTaskBackend):
         enqueued_at: datetime | None,
         row_id: UUID | None = None,
     ) -> DBTaskResult:
-        from .models import DBTaskResult
-
-        return DBTaskResult.new_row(
+        return _model().new_row(
             id=row_id,
             enqueued_at=enqueued_at,
             args_kwargs=json.loads(args_kwargs_json),
@@ -154,10 +145,11 @@ class DatabaseBackend(BaseTaskBackend):
             return db_result.task_result_for(task)
 
         using = connection.alias
-        fast = connection.vendor in FAST_VENDORS and not _save_has_listeners()
+        model = _model()
+        fast = connection.vendor in FAST_VENDORS and not listened(model, pre_save, post_save)
         if not fast:
             return result()
-        outcome = start_insert(
+        pending = insert_task(
             connection,
             in_transaction=in_transaction,
             row_id=row_id,
@@ -172,24 +164,22 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             return result()  # while the database commits the row
         finally:
-            outcome()
+            pending()
 
     def get_result(self, result_id: str) -> TaskResult[Any]:
         """Return the result with this id, read from its row in one query."""
-        from .models import DBTaskResult
-
+        model = _model()
         try:
-            return DBTaskResult.objects.get(id=result_id).task_result
-        except (DBTaskResult.DoesNotExist, ValidationError):
+            return model.objects.get(id=result_id).task_result
+        except (model.DoesNotExist, ValidationError):
             raise ResultDoesNotExist(result_id) from None
 
     async def aget_result(self, result_id: str) -> TaskResult[Any]:
         """Return the result with this id, read from its row in one query."""
-        from .models import DBTaskResult
-
+        model = _model()
         try:
-            return (await DBTaskResult.objects.aget(id=result_id)).task_result
-        except (DBTaskResult.DoesNotExist, ValidationError):
+            return (await model.objects.aget(id=result_id)).task_result
+        except (model.DoesNotExist, ValidationError):
             raise ResultDoesNotExist(result_id) from None
 
     def check(self, **kwargs: Any) -> Iterable[messages.CheckMessage]:
@@ -216,12 +206,7 @@ class DatabaseBackend(BaseTaskBackend):
             )
             return
 
-        import django
-        from django.db import connections
-
-        from .models import DBTaskResult
-
-        db_alias = router.db_for_read(DBTaskResult)
+        db_alias = router.db_for_read(_model())
         connection = connections[db_alias]
         if django.VERSION >= (5, 1) and connection.vendor == "sqlite":
             connection.get_connection_params()

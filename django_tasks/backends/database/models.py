@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import copy
-import logging
 import uuid
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import django
 from django.core.exceptions import SuspiciousOperation
@@ -15,7 +14,7 @@ from django.db.backends.base.schema import BaseDatabaseSchemaEditor
 from django.db.backends.ddl_references import Statement
 from django.db.models import F, OrderBy, Q
 from django.db.models.base import ModelState
-from django.db.models.signals import ModelSignal, post_init, pre_init
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
@@ -23,19 +22,19 @@ from django.utils.translation import gettext_lazy as _
 from django_tasks.task import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE_NAME,
+    FINISHED_STATUSES,
     MAX_PRIORITY,
     MIN_PRIORITY,
     ResultStatus,
     Task,
 )
-from django_tasks.utils import exception_to_dict, retry
+from django_tasks.utils import retry
 
-from .utils import normalize_uuid
-
-if TYPE_CHECKING:
-    from .backend import TaskResult
-
-logger = logging.getLogger("django_tasks.backends.database")
+from .attempts import Attempt
+from .claims import claim_row
+from .outcomes import Outcome, exception_data_for, record_outcome
+from .results import TaskResult, task_result_for
+from .utils import listened
 
 _CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
 
@@ -66,7 +65,7 @@ class DBTaskResultQuerySet(models.QuerySet["DBTaskResult"]):
 
     def finished(self) -> DBTaskResultQuerySet:
         """Return tasks that completed or failed."""
-        return self.filter(status__in=[ResultStatus.COMPLETE, ResultStatus.FAILED])
+        return self.filter(status__in=sorted(FINISHED_STATUSES))
 
     def prunable(
         self,
@@ -126,15 +125,6 @@ class NullsOrderIndex(models.Index):
                 for e in self.expressions
             )
         return super(NullsOrderIndex, index).create_sql(model, schema_editor, using=using, **kwargs)
-
-
-def listened(model: type[models.Model], *signals: ModelSignal) -> bool:
-    """Whether any of these model signals has a receiver for ``model``.
-
-    ``receivers`` first: ``has_listeners()`` costs more than the rest of an
-    enqueue's checks, and most projects connect none.
-    """
-    return any(signal.receivers and signal.has_listeners(model) for signal in signals)
 
 
 class DBTaskResult(models.Model):
@@ -295,55 +285,28 @@ class DBTaskResult(models.Model):
 
     def task_result_for(self, task: Task[Any, Any]) -> TaskResult[Any]:
         """The public TaskResult for this row, for a task already at hand."""
-        from .backend import TaskResult
+        return task_result_for(self, task)
 
-        task_result: TaskResult[Any] = TaskResult(
-            db_result=self,
-            task=task,
-            id=normalize_uuid(self.id),
-            status=ResultStatus(self.status),
-            enqueued_at=self.enqueued_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            args=self.args_kwargs["args"],
-            kwargs=self.args_kwargs["kwargs"],
-            backend=self.backend_name,
-        )
-
-        object.__setattr__(task_result, "_return_value", self.return_value)
-        object.__setattr__(task_result, "_exception_data", self.exception_data)
-
-        return task_result
+    @property
+    def attempt_history(self) -> list[Attempt]:
+        """The earlier attempts kept by retries and recoveries, oldest first."""
+        return [Attempt.from_json(a if isinstance(a, dict) else {}) for a in self.attempts or []]
 
     @retry(backoff_delay=0)
     def claim(self, worker_id: uuid.UUID | str | None = None) -> None:
-        """Mark the task RUNNING (held by ``worker_id``)."""
-        self.status = ResultStatus.RUNNING
-        self.started_at = timezone.now()
-        self.worker_id = worker_id  # type: ignore[assignment]
-        self.save(update_fields=["status", "started_at", "worker_id"])
+        """Mark the task RUNNING (held by ``worker_id``): the worker's claim, for one row."""
+        claim_row(self, worker_id=worker_id)
 
     @retry()
     def set_complete(self, return_value: Any) -> None:
-        """Record a successful run."""
-        self.status = ResultStatus.COMPLETE
-        self.finished_at = timezone.now()
-        self.exception_data = None
-        self.return_value = return_value
-        self.save(update_fields=["status", "return_value", "finished_at", "exception_data"])
+        """Record a successful run, as the worker records one."""
+        record_outcome(self, Outcome.complete(return_value), only_running=False)
 
     @retry()
     def set_failed(self, exc: BaseException) -> None:
-        """Record a failed run and its exception."""
-        self.status = ResultStatus.FAILED
-        self.finished_at = timezone.now()
-        try:
-            self.exception_data = exception_to_dict(exc)
-        except Exception:
-            logger.exception("Task id=%s unable to save exception", self.id)
-            self.exception_data = None
-        self.return_value = None
-        self.save(update_fields=["status", "return_value", "finished_at", "exception_data"])
+        """Record a failed run and its exception, as the worker records one."""
+        outcome = Outcome.failed(exception_data_for(self.pk, exc))
+        record_outcome(self, outcome, only_running=False)
 
 
 class DBWorker(models.Model):
@@ -370,7 +333,3 @@ class DBWorker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
-
-    def heartbeat_age(self, now: datetime | None = None) -> float:
-        """Seconds since the last heartbeat."""
-        return ((now or timezone.now()) - self.last_heartbeat_at).total_seconds()

@@ -1,16 +1,17 @@
-"""Database helpers: exclusive transactions on SQLite, UUID normalisation, field values."""
+"""Database helpers: exclusive transactions on SQLite, UUID normalisation, signal checks."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import django
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model
+from django.db.models.signals import ModelSignal
 
 
 def connection_requires_manual_exclusive_transaction(connection: BaseDatabaseWrapper) -> bool:
@@ -53,37 +54,18 @@ def normalize_uuid(val: str | UUID) -> str:
     return str(val)
 
 
-def db_value(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
-    """Adapt ``value`` for DBTaskResult's field ``name`` as a save would (JSON None is NULL).
+def listened(model: type[Model], *signals: ModelSignal) -> bool:
+    """Whether any of these model signals has a receiver for ``model``.
 
-    The common types are adapted directly: Django's field methods cost more than
-    the UPDATE itself on SQLite.
+    ``receivers`` first: ``has_listeners()`` costs more than the rest of an
+    enqueue's checks, and most projects connect none.
     """
-    from django_tasks.task import ResultStatus
-
-    from .models import DBTaskResult
-
-    if value is None:
-        return None
-    if name in _JSON_FIELDS:
-        return connection.ops.adapt_json_value(value, None)
-    if isinstance(value, ResultStatus):
-        return value.value
-    if isinstance(value, datetime):
-        return connection.ops.adapt_datetimefield_value(value)
-    if isinstance(value, UUID) and name in _UUID_FIELDS:
-        return value if connection.features.has_native_uuid_field else value.hex
-    field: Any = DBTaskResult._meta.get_field(name)
-    return field.get_db_prep_save(value, connection)
-
-
-_JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "attempts"})
-_UUID_FIELDS = frozenset({"id", "worker_id"})
+    return any(signal.receivers and signal.has_listeners(model) for signal in signals)
 
 
 __all__ = [
     "connection_requires_manual_exclusive_transaction",
-    "db_value",
     "exclusive_transaction",
+    "listened",
     "normalize_uuid",
 ]

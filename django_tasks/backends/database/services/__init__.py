@@ -6,7 +6,8 @@ report the count or outcome it returns.
 
 from __future__ import annotations
 
-from .claiming import claim_tasks, release_tasks
+from django_tasks.backends.database.claims import claim_tasks, release_tasks
+
 from .pruning import prune
 from .retrying import (
     RETRY_BATCH_SIZE,
@@ -16,7 +17,7 @@ from .retrying import (
     retry_one,
     retry_preview,
 )
-from .running import TaskCache, _task_result, fail_task, run_task
+from .running import TaskCache, fail_task, run_task
 from .workers import (
     DEFAULT_HEARTBEAT_TIMEOUT,
     LOST_TASK_POLICIES,
@@ -43,7 +44,6 @@ __all__ = [
     "RetryRefused",
     "TaskCache",
     "WorkerLost",
-    "_task_result",
     "claim_tasks",
     "fail_task",
     "heartbeat",

@@ -1,21 +1,15 @@
-"""Pruning: deleting finished results once they are old enough, in short batches.
-
-Owned, like retrying, by the database-backend engineer.
-"""
+"""Pruning: deleting finished results once they are old enough, in short batches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from django_tasks.backends.database.models import DBTaskResult, prune_cutoffs
 from django_tasks.task import ResultStatus
-
-if TYPE_CHECKING:
-    from django_tasks.backends.database.models import DBTaskResult
 
 
 def prune(
@@ -36,8 +30,6 @@ def prune(
     batch its own short statement, so no long lock is ever held.  Returns how
     many rows were (or, with ``dry_run``, would be) deleted.
     """
-    from django_tasks.backends.database.models import DBTaskResult, prune_cutoffs
-
     if min_age_days < 0 or (failed_min_age_days or 0) < 0:
         raise ValueError("Ages must be zero or more days")
     if batch_size < 1:

@@ -1,16 +1,14 @@
 """Retrying: putting FAILED results back to NEW, keeping their failure history.
 
-retry() and its preview and single-row forms, the batching they share, and the
-``attempts`` record each retried failure leaves behind.  Owned by the
-database-backend engineer.
+retry() and its preview and single-row forms, and the batching they share.
+Each retried failure is kept in the row's ``attempts`` (see ``attempts.Attempt``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
@@ -19,13 +17,11 @@ from django.db.models import Case, Count, F, JSONField, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from django_tasks.backends.database.attempts import Attempt
+from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
-from django_tasks.utils import exception_message
-
-if TYPE_CHECKING:
-    from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
 
 
 class RetryRefused(Exception):
@@ -73,8 +69,6 @@ def retry_preview(
     *, results: DBTaskResultQuerySet | Iterable[str | UUID], limit: int | None = None
 ) -> RetryOutcome:
     """Count what retry() with the same arguments would do, changing nothing."""
-    from django_tasks.backends.database.models import DBTaskResult
-
     if isinstance(results, QuerySet):
         selected = results
         if limit is not None or results.query.is_sliced:
@@ -97,8 +91,6 @@ def retry_one(result_id: str | UUID) -> DBTaskResult:
 
     Missing or malformed ids raise ResultDoesNotExist.  Returns the row, now NEW.
     """
-    from django_tasks.backends.database.models import DBTaskResult
-
     try:
         row = DBTaskResult.objects.get(pk=result_id)
     except (DBTaskResult.DoesNotExist, ValidationError):
@@ -139,8 +131,6 @@ def _retry_batches(
     results: DBTaskResultQuerySet | Iterable[str | UUID], *, limit: int | None, batch_size: int
 ) -> tuple[Iterator[list[UUID]], str, int]:
     """Return batches of candidate ids, the database to use, and the malformed count."""
-    from django_tasks.backends.database.models import DBTaskResult
-
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if limit is not None and limit < 0:
@@ -180,8 +170,6 @@ def _keyset_batches(results: QuerySet[DBTaskResult], size: int) -> Iterator[list
 
 def _retry_batch(ids: list[UUID], *, using: str) -> int:
     """Retry the FAILED rows among ``ids`` in one UPDATE; return how many."""
-    from django_tasks.backends.database.models import DBTaskResult
-
     rows = DBTaskResult.objects.using(using).filter(pk__in=ids, status=ResultStatus.FAILED)
     with transaction.atomic(using=using):
         # Lock the rows (PostgreSQL; SQLite's transaction locks the database) so the
@@ -223,20 +211,11 @@ def _retry_batch(ids: list[UUID], *, using: str) -> int:
 
 
 def _attempt_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Describe one failed attempt, for the row's ``attempts`` list."""
-    data = row["exception_data"] if isinstance(row["exception_data"], dict) else {}
-    return {
-        "exception_class_path": data.get("exc_type"),
-        "message": exception_message(data["exc_args"]) if "exc_args" in data else None,
-        "traceback": data.get("exc_traceback"),
-        "enqueued_at": _isoformat(row["enqueued_at"]),
-        "started_at": _isoformat(row["started_at"]),
-        "finished_at": _isoformat(row["finished_at"]),
-        "worker_id": normalize_uuid(row["previous_worker_id"])
-        if row["previous_worker_id"]
-        else None,
-    }
-
-
-def _isoformat(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """The failed attempt a FAILED row's columns describe, for its ``attempts`` list."""
+    return Attempt.failed(
+        exception_data=row["exception_data"],
+        enqueued_at=row["enqueued_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        worker_id=row["previous_worker_id"],
+    ).to_json()

@@ -1,29 +1,22 @@
-"""Running: calling a claimed task, recording its outcome and sending the signals.
-
-The conditional outcome UPDATE (only while the row is still the worker's), the
-task cache, and building a row's TaskResult.  Owned by the worker engineer.
-"""
+"""Running: calling a claimed task, recording its outcome and sending the signals."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
-from django.db import connections, router
 from django.utils import timezone
 
-from django_tasks.backends.database.utils import db_value, normalize_uuid
-from django_tasks.backends.database.writes import execute_write
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.outcomes import Outcome, exception_data_for, record_outcome
+from django_tasks.backends.database.results import task_result_for
+from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.signals import task_finished, task_started
 from django_tasks.task import ResultStatus, Task
-from django_tasks.utils import exception_to_dict, json_normalize
-
-if TYPE_CHECKING:
-    from django_tasks.backends.database.backend import TaskResult
-    from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.utils import json_normalize
 
 logger = logging.getLogger("django_tasks.backends.database")
 worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
@@ -49,10 +42,10 @@ def run_task(
     None when the row was no longer ours to save.
     """
     save = db_retry or _call
-    db_result.started_at = timezone.now()
+    db_result.started_at = started_at = timezone.now()
     try:
         task, backend_type = (tasks or TaskCache()).resolve(db_result)
-        task_result = _task_result(db_result, task)
+        task_result = task_result_for(db_result, task)
     except BaseException as e:  # ImportError, SuspiciousOperation, bad arguments...
         saved = _save_failure(db_result, e, worker_id, save)
         worker_logger.exception("Task id=%s failed unexpectedly", normalize_uuid(db_result.pk))
@@ -65,16 +58,16 @@ def run_task(
         task_started.send(sender=backend_type, task_result=task_result)
         with call_guard():
             return_value = task.call(*task_result.args, **task_result.kwargs)
-        outcome = _outcome(db_result, return_value=json_normalize(return_value))
-        saved = save(lambda: _save_outcome(db_result, worker_id, outcome))
+        outcome = Outcome.complete(json_normalize(return_value), started_at=started_at)
+        saved = save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
     except BaseException as e:
         if not _save_failure(db_result, e, worker_id, save):
             return None
-        task_finished.send(sender=backend_type, task_result=_task_result(db_result, task))
+        task_finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
         return ResultStatus.FAILED
     if not saved:
         return None
-    task_finished.send(sender=backend_type, task_result=_task_result(db_result, task))
+    task_finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
     return ResultStatus.COMPLETE
 
 
@@ -112,8 +105,7 @@ def fail_task(
     db_result: DBTaskResult, exc: BaseException, *, worker_id: UUID | str | None = None
 ) -> bool:
     """Record ``exc`` as the outcome of a RUNNING row held by ``worker_id``."""
-    outcome = _outcome(db_result, exception_data=_exception_data(db_result, exc))
-    return _save_outcome(db_result, worker_id, outcome)
+    return _save_failure(db_result, exc, worker_id, _call)
 
 
 def _call(write: Callable[[], bool]) -> bool:
@@ -126,119 +118,14 @@ def _save_failure(
     worker_id: UUID | str | None,
     save: Callable[[Callable[[], bool]], bool],
 ) -> bool:
-    exception_data = _exception_data(db_result, exc)
-    outcome = _outcome(db_result, exception_data=exception_data)
+    exception_data = exception_data_for(db_result.pk, exc)
+    outcome = Outcome.failed(exception_data, started_at=db_result.started_at)
     try:
-        return save(lambda: _save_outcome(db_result, worker_id, outcome))
+        return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
     except Exception:
         if exception_data is None:
             raise
     # The database refused the exception's text (e.g. a NUL byte on PostgreSQL).
     logger.exception("Task id=%s unable to save exception", normalize_uuid(db_result.pk))
-    outcome = _outcome(db_result, exception_data=None)
-    return save(lambda: _save_outcome(db_result, worker_id, outcome))
-
-
-def _exception_data(db_result: DBTaskResult, exc: BaseException) -> Any:
-    try:
-        return exception_to_dict(exc)
-    except Exception:
-        logger.exception("Task id=%s unable to save exception", normalize_uuid(db_result.pk))
-        return None
-
-
-_NOTHING: Any = object()
-
-
-def _outcome(
-    db_result: DBTaskResult, *, return_value: Any = None, exception_data: Any = _NOTHING
-) -> dict[str, Any]:
-    """The columns recording a run: COMPLETE, or FAILED when ``exception_data`` is given."""
-    failed = exception_data is not _NOTHING
-    return {
-        "status": ResultStatus.FAILED if failed else ResultStatus.COMPLETE,
-        "started_at": db_result.started_at,
-        "finished_at": timezone.now(),
-        "return_value": None if failed else return_value,
-        "exception_data": exception_data if failed else None,
-    }
-
-
-def _save_outcome(
-    db_result: DBTaskResult, worker_id: UUID | str | None, outcome: dict[str, Any]
-) -> bool:
-    """Write ``outcome`` if the row is still RUNNING for ``worker_id``; False if it isn't.
-
-    One UPDATE written out by hand: this runs once per task, and building it
-    with the ORM costs more than the round trip.
-    """
-    from django_tasks.backends.database.models import DBTaskResult
-
-    using = router.db_for_write(DBTaskResult)
-    connection = connections[using]
-    meta = DBTaskResult._meta
-    columns = list(outcome)
-    key = (connection.vendor, tuple(columns), worker_id is not None)
-    sql = _OUTCOME_SQL.get(key)
-    if sql is None:
-        qn = connection.ops.quote_name
-
-        def column(name: str) -> str:
-            field: Any = meta.get_field(name)
-            return str(qn(field.column))
-
-        assignments = ", ".join(f"{column(name)} = %s" for name in columns)
-        sql = (
-            f"UPDATE {qn(meta.db_table)} SET {assignments} WHERE {column('id')} = %s"
-            f" AND {column('status')} = '{ResultStatus.RUNNING}'"
-        )
-        if worker_id is not None:
-            sql += f" AND {column('worker_id')} = %s"
-        _OUTCOME_SQL[key] = sql
-    params = [db_value(name, value, connection) for name, value in outcome.items()]
-    params.append(db_value("id", db_result.pk, connection))
-    if worker_id is not None:
-        params.append(db_value("worker_id", worker_id, connection))
-    if not execute_write(connection, sql, params):
-        # A retry after a lost reply may find its own earlier write (same finished_at).
-        rows = DBTaskResult.objects.using(using).filter(pk=db_result.pk)
-        if worker_id is not None:
-            rows = rows.filter(worker_id=worker_id)
-        if not rows.filter(status=outcome["status"], finished_at=outcome["finished_at"]).exists():
-            worker_logger.warning(
-                "Task id=%s was recovered by another worker while it ran: its outcome (%s) "
-                "was not saved",
-                normalize_uuid(db_result.pk),
-                outcome["status"],
-            )
-            return False
-    for name, value in outcome.items():
-        setattr(db_result, name, value)
-    return True
-
-
-_OUTCOME_SQL: dict[tuple[Any, ...], str] = {}
-
-
-def _task_result(db_result: DBTaskResult, task: Task[Any, Any]) -> TaskResult[Any]:
-    """Build the row's TaskResult around an already resolved task."""
-    from django_tasks.backends.database.backend import TaskResult
-
-    fields = {
-        "db_result": db_result,
-        "task": task,
-        "id": normalize_uuid(db_result.pk),
-        "status": ResultStatus(db_result.status),
-        "enqueued_at": db_result.enqueued_at,
-        "started_at": db_result.started_at,
-        "finished_at": db_result.finished_at,
-        "args": db_result.args_kwargs["args"],
-        "kwargs": db_result.args_kwargs["kwargs"],
-        "backend": db_result.backend_name,
-        "_return_value": db_result.return_value,
-        "_exception_data": db_result.exception_data,
-    }
-    result = TaskResult.__new__(TaskResult)
-    # Twice per task: filling __dict__ skips the frozen dataclass's setattr per field.
-    result.__dict__.update(fields)
-    return result
+    outcome = Outcome.failed(None, started_at=db_result.started_at)
+    return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))

@@ -11,13 +11,16 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from django.db.models import JSONField, QuerySet, Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from django_tasks.backends.database.attempts import Attempt
+from django_tasks.backends.database.claims import release_tasks
+from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet, DBWorker
 from django_tasks.backends.database.options import (
     DEFAULT_HEARTBEAT_TIMEOUT as DEFAULT_HEARTBEAT_TIMEOUT,  # re-exported by services
 )
@@ -25,17 +28,11 @@ from django_tasks.backends.database.options import (
     LOST_TASK_POLICIES as LOST_TASK_POLICIES,  # re-exported by services
 )
 from django_tasks.backends.database.options import options_for
+from django_tasks.backends.database.results import task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.signals import task_finished
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
-
-from .claiming import release_tasks
-from .retrying import _isoformat
-from .running import _task_result
-
-if TYPE_CHECKING:
-    from django_tasks.backends.database.models import DBTaskResultQuerySet, DBWorker
 
 worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
@@ -87,8 +84,6 @@ def register_worker(
     waiting: bool = False,
 ) -> None:
     """Record a starting worker process (timestamps from the database's clock)."""
-    from django_tasks.backends.database.models import DBWorker
-
     DBWorker.objects.create(
         id=worker_id,
         backend_name=backend_name,
@@ -106,8 +101,6 @@ def heartbeat(
     *, worker_id: UUID | str, tasks_done: int = 0, tasks_failed: int = 0, waiting: bool = False
 ) -> bool:
     """Refresh a worker's heartbeat, counters and waiting flag; False if its row is gone."""
-    from django_tasks.backends.database.models import DBWorker
-
     return bool(
         DBWorker.objects.filter(pk=worker_id).update(
             last_heartbeat_at=Now(),
@@ -120,15 +113,11 @@ def heartbeat(
 
 def set_worker_waiting(*, worker_id: UUID | str, waiting: bool) -> None:
     """Say whether the worker is idle and waits for a notification (PostgreSQL)."""
-    from django_tasks.backends.database.models import DBWorker
-
     DBWorker.objects.filter(pk=worker_id).update(waiting=waiting)
 
 
 def unregister_worker(*, worker_id: UUID | str) -> int:
     """Release the worker's unstarted claims and delete its row; return claims released."""
-    from django_tasks.backends.database.models import DBWorker
-
     released = release_tasks(worker_id=worker_id)
     DBWorker.objects.filter(pk=worker_id).delete()
     return released
@@ -142,8 +131,6 @@ def live_workers(
     *, backend_name: str | None = None, heartbeat_timeout: float | None = None
 ) -> QuerySet[DBWorker]:
     """Return workers whose last heartbeat is within the timeout."""
-    from django_tasks.backends.database.models import DBWorker
-
     timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
     workers = DBWorker.objects.filter(last_heartbeat_at__gte=_cutoff(timeout))
     return workers if backend_name is None else workers.filter(backend_name=backend_name)
@@ -153,8 +140,6 @@ def lost_workers(
     *, backend_name: str | None = None, heartbeat_timeout: float | None = None
 ) -> QuerySet[DBWorker]:
     """Return workers whose heartbeat is older than the timeout (not yet cleaned up)."""
-    from django_tasks.backends.database.models import DBWorker
-
     timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
     workers = DBWorker.objects.filter(last_heartbeat_at__lt=_cutoff(timeout))
     return workers if backend_name is None else workers.filter(backend_name=backend_name)
@@ -164,8 +149,6 @@ def orphaned_tasks(
     *, backend_name: str | None = None, heartbeat_timeout: float | None = None
 ) -> DBTaskResultQuerySet:
     """Return RUNNING rows whose worker is lost or unregistered (what recovery acts on)."""
-    from django_tasks.backends.database.models import DBTaskResult, DBWorker
-
     timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
     live = DBWorker.objects.filter(last_heartbeat_at__gte=_cutoff(timeout)).values("pk")
     rows = DBTaskResult.objects.running().filter(worker_id__isnull=False)
@@ -188,8 +171,6 @@ def recover_lost_tasks(
     silently) and sends ``task_finished``; "requeue" puts it back to NEW
     (at-least-once), noting the lost attempt in ``attempts``.
     """
-    from django_tasks.backends.database.models import DBTaskResult, DBWorker
-
     timeout = heartbeat_timeout or heartbeat_timeout_for(backend_name)
     policy = policy or lost_task_policy_for(backend_name)
     if policy not in LOST_TASK_POLICIES:
@@ -243,8 +224,6 @@ def _worker_lost_message(worker_id: Any, worker: DBWorker | None, timeout: float
 
 def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
     """Mark ``held`` FAILED with a WorkerLost error; send task_finished for each."""
-    from django_tasks.backends.database.models import DBTaskResult
-
     finished_at = timezone.now()
     exception_data = exception_to_dict(WorkerLost(message))
     pks = list(held.values_list("pk", flat=True))
@@ -262,7 +241,9 @@ def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
             task = row.task
             raise WorkerLost(message)
         except WorkerLost:
-            task_finished.send(sender=type(task.get_backend()), task_result=_task_result(row, task))
+            task_finished.send(
+                sender=type(task.get_backend()), task_result=task_result_for(row, task)
+            )
         except Exception:  # the task vanished too: nothing to tell receivers about
             worker_logger.debug("Task id=%s: no task_finished (unresolvable)", row.pk)
     return count
@@ -275,15 +256,15 @@ def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> int:
     for pk, worker_id, attempts, enqueued_at, started_at in held.values_list(
         "pk", "worker_id", "attempts", "enqueued_at", "started_at"
     ):
-        record = {
-            "exception_class_path": f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
-            "message": message,
-            "traceback": None,
-            "enqueued_at": _isoformat(enqueued_at),
-            "started_at": _isoformat(started_at),
-            "finished_at": _isoformat(now),
-            "worker_id": normalize_uuid(worker_id) if worker_id else None,
-        }
+        record = Attempt(
+            exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
+            message=message,
+            traceback=None,
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=now,
+            worker_id=normalize_uuid(worker_id) if worker_id else None,
+        ).to_json()
         count += held.filter(pk=pk).update(
             status=ResultStatus.NEW,
             started_at=None,

@@ -1,7 +1,9 @@
-"""Claiming: handing ready tasks to a worker, and giving unstarted ones back.
+"""Claiming: handing ready tasks to a worker (NEW -> RUNNING), and giving unstarted ones back.
 
-One hand-written statement per claim (PostgreSQL, SQLite with RETURNING), the
-ORM elsewhere.  Owned by the worker engineer.
+The worker claims a batch with :func:`claim_tasks`; ``DBTaskResult.claim()``
+claims one row it already holds with :func:`claim_row`.  Both set the same
+columns through :class:`ClaimSQL`: one hand-written statement per claim
+(PostgreSQL, SQLite with RETURNING), the ORM's locking SELECT elsewhere.
 """
 
 from __future__ import annotations
@@ -10,13 +12,17 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from django.db import connections, router
+from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
 from django_tasks.task import ResultStatus
 
+from .utils import exclusive_transaction
+from .writes import sender
+from .writes.statements import result_model
+
 if TYPE_CHECKING:
-    from django_tasks.backends.database.models import DBTaskResult
+    from .models import DBTaskResult
 
 
 def claim_tasks(
@@ -34,13 +40,12 @@ def claim_tasks(
     workers are claiming; on SQLite the UPDATE holds the write lock only while it
     runs, and a read-only probe first keeps idle polls from taking it at all.
     """
-    from django_tasks.backends.database.models import DBTaskResult
-
+    model = result_model()
     if limit < 1 or (queue_names is not None and not queue_names):
         return []
-    using = router.db_for_write(DBTaskResult)
+    using = router.db_for_write(model)
     connection = connections[using]
-    sql = _ClaimSQL(connection, backend_name=backend_name, queue_names=queue_names)
+    sql = ClaimSQL(connection, backend_name=backend_name, queue_names=queue_names)
     now = timezone.now()
 
     if connection.vendor == "postgresql":
@@ -60,19 +65,36 @@ def claim_tasks(
             limit=limit,
         )
     # RETURNING gives rows in no particular order.
-    return sorted(DBTaskResult.objects.db_manager(using).raw(statement, params), key=_model_order)
+    rows: list[DBTaskResult] = list(model._default_manager.db_manager(using).raw(statement, params))
+    return sorted(rows, key=_model_order)
 
 
-class _ClaimSQL:
+def claim_row(row: DBTaskResult, *, worker_id: UUID | str | None = None) -> None:
+    """Mark ``row`` RUNNING for ``worker_id``, whatever its status: one UPDATE.
+
+    For rows already chosen and locked (``get_locked()``); raise DatabaseError
+    if the row is gone.
+    """
+    connection = connections[router.db_for_write(type(row), instance=row)]
+    now = timezone.now()
+    statement, params = ClaimSQL(connection).claim_ids([row.pk], now=now, worker_id=worker_id)
+    if not sender.execute(connection, statement, params):
+        raise DatabaseError(f"Task result {row.pk} could not be claimed: its row is gone")
+    row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id  # type: ignore[assignment]
+
+
+class ClaimSQL:
     """The claim statements, written out so each is one round trip."""
 
     def __init__(
-        self, connection: Any, *, backend_name: str, queue_names: Sequence[str] | None
+        self,
+        connection: Any,
+        *,
+        backend_name: str = "",
+        queue_names: Sequence[str] | None = None,
     ) -> None:
-        from django_tasks.backends.database.models import DBTaskResult
-
         self.connection = connection
-        self.meta = DBTaskResult._meta
+        self.meta = result_model()._meta
         self.table = connection.ops.quote_name(self.meta.db_table)
         c = self.col
         # Literal statuses (constants) let the planner use the partial claim index.
@@ -103,7 +125,8 @@ class _ClaimSQL:
     def _params(self, now: Any) -> list[Any]:
         return [*self.where_params, self.prep("run_after", now), *self.queue_params]
 
-    def _set(self, now: Any, worker_id: UUID | str) -> tuple[str, list[Any]]:
+    def _set(self, now: Any, worker_id: UUID | str | None) -> tuple[str, list[Any]]:
+        """The columns every claim sets: RUNNING, ``started_at``, ``worker_id``."""
         c = self.col
         return (
             f"{c('status')} = '{ResultStatus.RUNNING}', {c('started_at')} = %s, "
@@ -136,6 +159,17 @@ class _ClaimSQL:
             [*set_params, *self._params(now), limit],
         )
 
+    def claim_ids(
+        self, pks: Sequence[Any], *, now: Any, worker_id: UUID | str | None
+    ) -> tuple[str, list[Any]]:
+        """Claim these rows, whatever their status."""
+        set_sql, set_params = self._set(now, worker_id)
+        placeholders = ", ".join(["%s"] * len(pks))
+        return (
+            f"UPDATE {self.table} SET {set_sql} WHERE {self.col('id')} IN ({placeholders})",
+            [*set_params, *(self.prep("id", pk) for pk in pks)],
+        )
+
 
 def _claim_tasks_portable(
     using: str,
@@ -145,21 +179,22 @@ def _claim_tasks_portable(
     worker_id: UUID | str,
     limit: int,
 ) -> list[DBTaskResult]:
-    """Claim with the ORM: SELECT (skip locked) then UPDATE, in an exclusive transaction."""
-    from django_tasks.backends.database.models import DBTaskResult
-    from django_tasks.backends.database.utils import exclusive_transaction
-
-    ready = DBTaskResult.objects.using(using).ready().filter(backend_name=backend_name)
+    """Claim with the ORM's locking SELECT (skip locked), then UPDATE, in one transaction."""
+    model: Any = result_model()
+    connection = connections[using]
+    ready = model.objects.using(using).ready().filter(backend_name=backend_name)
     if queue_names is not None:
         ready = ready.filter(queue_name__in=list(queue_names))
     with exclusive_transaction(using):
-        if connections[using].features.has_select_for_update_skip_locked:
+        if connection.features.has_select_for_update_skip_locked:
             ready = ready.select_for_update(skip_locked=True)
-        rows = list(ready[:limit])
+        rows: list[DBTaskResult] = list(ready[:limit])
         now = timezone.now()
-        DBTaskResult.objects.using(using).filter(pk__in=[row.pk for row in rows]).update(
-            status=ResultStatus.RUNNING, started_at=now, worker_id=worker_id
-        )
+        if rows:
+            statement, params = ClaimSQL(connection).claim_ids(
+                [row.pk for row in rows], now=now, worker_id=worker_id
+            )
+            sender.execute(connection, statement, params)
     for row in rows:
         row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id  # type: ignore[assignment]
     return rows
@@ -183,9 +218,8 @@ def release_tasks(
 
     ``ids`` limits this to those rows; ``exclude`` spares rows the worker is running.
     """
-    from django_tasks.backends.database.models import DBTaskResult
-
-    held = DBTaskResult.objects.filter(status=ResultStatus.RUNNING, worker_id=worker_id)
+    model: Any = result_model()
+    held = model.objects.filter(status=ResultStatus.RUNNING, worker_id=worker_id)
     if ids is not None:
         held = held.filter(pk__in=list(ids))
     excluded = list(exclude)

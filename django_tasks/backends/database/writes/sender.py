@@ -1,17 +1,15 @@
-"""Write statements without the ORM's per-statement overhead.
+"""Send one write statement without the ORM's per-statement overhead.
 
-The worker and enqueue write one row at a time, and on a fast database Django's
-cursor machinery costs more CPU than the statement itself.  Two entry points:
+- :func:`execute` runs a statement and returns its row count;
+- :func:`send` starts it and returns a function that waits for the outcome.
+  On psycopg 3 the statement goes out through libpq at once, so the caller's
+  own work overlaps with the database executing and committing it.
 
-- :func:`execute_write` runs a statement and returns its row count;
-- :func:`send_write` starts it and returns a function that waits for the
-  outcome.  On psycopg 3 the statement goes out through libpq at once, so the
-  caller's own work overlaps with the database executing and committing it.
-
-Both go through Django's cursor when anyone watches queries (``DEBUG``,
-``assertNumQueries``, execute wrappers), and raise Django's database errors.
-A connection must not be used for anything else between :func:`send_write`
-and calling what it returned; Django never shares a connection between threads.
+SQLite statements go to sqlite3 directly.  Both go through Django's cursor when
+anyone watches queries (``DEBUG``, ``assertNumQueries``, execute wrappers), and
+raise Django's database errors.  A connection must not be used for anything
+else between :func:`send` and calling what it returned; Django never shares a
+connection between threads.
 """
 
 from __future__ import annotations
@@ -33,8 +31,8 @@ except ImportError:  # pragma: no cover - psycopg2 or another database
     psycopg = None  # type: ignore[assignment]
     pq = None  # type: ignore[assignment]
 
-Outcome = Callable[[], int]
-"""Wait for a statement sent by :func:`send_write`; return its row count."""
+Pending = Callable[[], int]
+"""Wait for a statement sent by :func:`send`; return its row count."""
 
 
 def _watched(connection: Any) -> bool:
@@ -42,7 +40,7 @@ def _watched(connection: Any) -> bool:
     return bool(connection.queries_logged or connection.execute_wrappers)
 
 
-def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
+def execute(connection: Any, sql: str, params: list[Any]) -> int:
     """Run one write statement (``%s`` placeholders); return its row count.
 
     On psycopg 3 the statement goes through libpq, prepared when outside a
@@ -50,10 +48,10 @@ def execute_write(connection: Any, sql: str, params: list[Any]) -> int:
     errors are wrapped as Django's, as through a Django cursor.  SQLite
     statements go to sqlite3 directly, for the same reason.
     """
-    return send_write(connection, sql, params, prepare=True)()
+    return send(connection, sql, params, prepare=True)()
 
 
-def send_write(connection: Any, sql: str, params: list[Any], *, prepare: bool = False) -> Outcome:
+def send(connection: Any, sql: str, params: list[Any], *, prepare: bool = False) -> Pending:
     """Start one write statement; return the function that waits for its outcome.
 
     Call the returned function exactly once, before using the connection again
@@ -180,7 +178,7 @@ def _statement_name(command: bytes) -> bytes:
     return name
 
 
-def _send(connection: Any, sql: str, params: list[Any], prepare: bool) -> Outcome | None:
+def _send(connection: Any, sql: str, params: list[Any], prepare: bool) -> Pending | None:
     raw = connection.connection
     if not isinstance(raw, psycopg.Connection):
         return None

@@ -1,0 +1,113 @@
+"""The two writes on the hot path, sent without the ORM: a task's INSERT and its outcome.
+
+- :func:`insert_task` sends the INSERT of a NEW row (``enqueue()``);
+- :func:`update_outcome` writes a finished run's columns (the worker, and
+  ``DBTaskResult.set_complete()`` / ``set_failed()``).
+
+On PostgreSQL with psycopg 3 both go out through libpq as prepared statements
+(``sender``): ``benchmarks/write_paths.py`` measures that against Django's
+cursor with ``server_side_binding``.  SQLite statements go to sqlite3 directly;
+other databases, and any connection whose queries are watched, use Django's
+cursor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
+
+from django_tasks.task import ResultStatus
+
+from . import sender, statements
+from .sender import Pending
+from .statements import NOTIFY_CHANNEL
+
+# Vendors whose JSON columns take JSON text as it is: PostgreSQL casts it, SQLite
+# stores it.  Others save through the ORM.
+FAST_VENDORS = frozenset({"postgresql", "sqlite"})
+
+_NEW = ResultStatus.NEW.value
+
+
+def insert_task(
+    connection: BaseDatabaseWrapper,
+    *,
+    in_transaction: bool,
+    row_id: UUID,
+    enqueued_at: datetime,
+    args_kwargs_json: str,
+    priority: int,
+    task_path: str,
+    queue_name: str,
+    backend_name: str,
+    run_after: datetime | None,
+) -> Pending:
+    """Send the INSERT of a NEW row; return what waits for it (see ``sender.send``).
+
+    ``connection.vendor`` must be one of ``FAST_VENDORS``; ``in_transaction``
+    says whether it is in one (atomic block or autocommit off).  On PostgreSQL
+    the statement also wakes idle workers: a ``NOTIFY`` (delivered on commit)
+    when the task is ready and a worker of the backend waits.  Outside a
+    transaction it is a named prepared statement; inside one, only the first
+    enqueue per queue carries the ``NOTIFY``, since PostgreSQL folds a
+    transaction's notifications into one.
+    """
+    using = connection.alias
+    params: list[Any] = [
+        row_id,
+        _NEW,
+        enqueued_at,
+        args_kwargs_json,
+        priority,
+        task_path,
+        queue_name,
+        backend_name,
+        "[]",
+    ]
+    with_run_after = run_after is not None
+    if with_run_after:
+        params.append(run_after)
+    if connection.vendor != "postgresql":
+        sql = statements.insert_sql(using, notify=False, with_run_after=with_run_after)
+        return sender.send(connection, sql, statements.adapt_insert(params, connection))
+    if not in_transaction:
+        sql = statements.insert_sql(using, notify=True, with_run_after=with_run_after)
+        return sender.send(connection, sql, params, prepare=True)
+    ready = run_after is None or run_after <= timezone.now()
+    notify = ready and statements.first_in_transaction(connection, (backend_name, queue_name))
+    sql = statements.insert_sql(using, notify=notify, with_run_after=with_run_after)
+    return sender.send(connection, sql, params)
+
+
+def update_outcome(
+    connection: BaseDatabaseWrapper,
+    row_id: UUID | str,
+    columns: dict[str, Any],
+    *,
+    only_running: bool,
+    worker_id: UUID | str | None = None,
+) -> int:
+    """Write ``columns`` (field name: value) to the row; return the number of rows changed.
+
+    ``only_running``: only while the row is RUNNING (and, with ``worker_id``,
+    held by that worker).
+    """
+    sql = statements.outcome_sql(
+        connection,
+        tuple(columns),
+        only_running=only_running,
+        held_by_worker=worker_id is not None,
+    )
+    adapt = statements.adapt
+    params = [adapt(name, value, connection) for name, value in columns.items()]
+    params.append(adapt("id", row_id, connection))
+    if worker_id is not None:
+        params.append(adapt("worker_id", worker_id, connection))
+    return sender.execute(connection, sql, params)
+
+
+__all__ = ["FAST_VENDORS", "NOTIFY_CHANNEL", "Pending", "insert_task", "update_outcome"]
