@@ -17,7 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from django_tasks.backends.base import BaseTaskBackend
+from django_tasks.backends.base import BaseTaskBackend, connection_in_transaction
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.signals import task_enqueued
 from django_tasks.task import Task
@@ -39,11 +39,6 @@ def _model() -> type[DBTaskResult]:
     from .models import DBTaskResult
 
     return DBTaskResult
-
-
-def _in_transaction(connection: BaseDatabaseWrapper) -> bool:
-    """Whether ``connection`` is in a transaction (an atomic block, or autocommit off)."""
-    return connection.in_atomic_block or not connection.get_autocommit()
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -69,7 +64,7 @@ class DatabaseBackend(BaseTaskBackend):
         args_kwargs_json = self._arguments_json(args, kwargs)
         using = router.db_for_write(_model())
         connection = connections[using]
-        in_transaction = _in_transaction(connection)
+        in_transaction = connection_in_transaction(connection)
         # Outside a transaction on_commit() would run it at once: so do we.
         if in_transaction and self._get_enqueue_on_commit_for_task(task):
             return self._enqueue_on_commit(task, args_kwargs_json, using)
@@ -91,7 +86,7 @@ class DatabaseBackend(BaseTaskBackend):
                 task,
                 args_kwargs_json,
                 connection,
-                in_transaction=_in_transaction(connection),
+                in_transaction=connection_in_transaction(connection),
                 row_id=pending.id,
             )
             pending.enqueued_at = task_result.db_result.enqueued_at  # what enqueue() returned
