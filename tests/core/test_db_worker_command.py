@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from io import StringIO
 from typing import Any
 from unittest import mock
@@ -18,7 +20,8 @@ from django_tasks import ResultStatus
 from django_tasks.backends.database.backend import DatabaseBackend
 from django_tasks.backends.database.management.commands import db_worker
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
-from django_tasks.backends.database.worker import DEFAULT_CLAIM_SIZE, Worker
+from django_tasks.backends.database.options import InvalidOptions
+from django_tasks.backends.database.worker import DEFAULT_CLAIM_SIZE, Worker, WorkerOptions
 from django_tasks.signals import task_finished, task_started
 from tests import tasks as test_tasks
 from tests.worker_helpers import ROOT, WorkerProcess, worker_env
@@ -177,6 +180,86 @@ def test_heartbeat_timeout_comes_from_backend_options() -> None:
         )
         assert override.options.heartbeat_timeout == 3
     assert math.isclose(worker.options.heartbeat_interval, 7 / 5)
+
+
+def test_invalid_heartbeat_timeout_option_is_reported() -> None:
+    tasks = {"default": {**WORKER_TASKS["default"], "OPTIONS": {"heartbeat_timeout": "soon"}}}
+    with (
+        override_settings(TASKS=tasks),
+        mock.patch(WORKER_PATH) as worker_class,
+        pytest.raises(CommandError) as excinfo,
+    ):
+        call_command("db_worker")
+    assert str(excinfo.value) == (
+        "OPTIONS['heartbeat_timeout'] of backend 'default' must be a number of seconds "
+        "greater than zero, not 'soon'"
+    )
+    worker_class.assert_not_called()
+
+
+def test_worker_refuses_invalid_backend_options() -> None:
+    tasks = {"default": {**WORKER_TASKS["default"], "OPTIONS": {"lost_tasks": "retry"}}}
+    with (
+        override_settings(TASKS=tasks),
+        pytest.raises(InvalidOptions, match=r"OPTIONS\['lost_tasks'\] of backend 'default'"),
+    ):
+        Worker(
+            queue_names=["default"],
+            interval=1,
+            batch=True,
+            backend_name="default",
+            startup_delay=False,
+        )
+
+
+def test_worker_options_are_built_once_from_the_command_line() -> None:
+    tasks = {"default": {**WORKER_TASKS["default"], "OPTIONS": {"lost_tasks": "requeue"}}}
+    with override_settings(TASKS=tasks):
+        options = WorkerOptions.from_command_line(
+            queue_names=["a", "b"],
+            interval=0.5,
+            batch=True,
+            backend_name="default",
+            startup_delay=False,
+            threads=3,
+        )
+    assert options == WorkerOptions(
+        queue_names=("a", "b"),
+        interval=0.5,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        threads=3,
+        processes=1,
+        heartbeat_timeout=20.0,
+        lost_tasks="requeue",
+        claim_size=DEFAULT_CLAIM_SIZE,
+    )
+    assert options.queue_filter == ("a", "b")
+    assert options.wants("default", "b")
+    assert not options.wants("default", "c")
+    assert not options.wants("other", "a")
+    with pytest.raises(FrozenInstanceError):
+        options.interval = 2  # type: ignore[misc]
+    # What a spawned --processes child receives.
+    assert pickle.loads(pickle.dumps(options)) == options
+    assert Worker(options).options is options
+
+
+def test_star_means_every_queue() -> None:
+    options = WorkerOptions.from_command_line(
+        queue_names=["*"], interval=1, batch=False, backend_name="default", startup_delay=True
+    )
+    assert options.queue_filter is None
+    assert options.wants("default", "anything")
+
+
+def test_worker_takes_options_or_keywords_not_both() -> None:
+    options = WorkerOptions.from_command_line(
+        queue_names=["default"], interval=1, batch=False, backend_name="default", startup_delay=True
+    )
+    with pytest.raises(TypeError, match="either WorkerOptions or"):
+        Worker(options, interval=2)
 
 
 @pytest.mark.parametrize(("verbosity", "level"), [(0, 50), (1, 30), (2, 20), (3, 10)])

@@ -24,6 +24,7 @@ from tests.worker_helpers import (
     started_then_sleep,
     wait_until,
 )
+from tests.worker_settings import WORKER_TASKS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
 
@@ -282,6 +283,41 @@ def test_processes_stop_gracefully_on_a_signal(workers: Workers, tmp_path: Path)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.output()
     assert [status_of(result) for result in results] == [ResultStatus.COMPLETE] * 2
+    assert not DBWorker.objects.exists()
+
+
+def test_processes_children_run_with_the_parents_options(workers: Workers, runs_file: str) -> None:
+    worker = workers.start(
+        "--processes", "2", "--threads", "2", "--queue-name", "a,b", "--interval", "0.1"
+    )
+    rows = wait_until(
+        lambda: list(DBWorker.objects.all()) if DBWorker.objects.count() == 2 else None,
+        what="both children to register",
+    )
+    assert {row.pid for row in rows} & {worker.pid} == set()  # children, not the parent
+    assert len({row.pid for row in rows}) == 2
+    assert [(row.queues, row.threads, row.backend_name) for row in rows] == [
+        (["a", "b"], 2, "default")
+    ] * 2
+    results = [record_run.using(queue_name=q).enqueue(runs_file, q) for q in ["a", "b", "c"]]
+    wait_until(
+        lambda: all(status_of(r) == ResultStatus.COMPLETE for r in results[:2]),
+        what="the tasks of the children's queues",
+    )
+    assert status_of(results[2]) == ResultStatus.NEW
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output()
+    assert not DBWorker.objects.exists()
+
+
+def test_worker_refuses_to_start_with_invalid_backend_options(workers: Workers) -> None:
+    tasks = {"default": {**WORKER_TASKS["default"], "OPTIONS": {"lost_tasks": "retry"}}}
+    worker = workers.start("--batch", tasks=tasks)
+    assert worker.wait() == 1
+    assert (
+        "OPTIONS['lost_tasks'] of backend 'default' must be one of fail, requeue, not 'retry'"
+        in worker.output()
+    )
     assert not DBWorker.objects.exists()
 
 
