@@ -25,7 +25,6 @@ from django_tasks.backends.database import services
 from django_tasks.backends.database.admin import ReadOnlyAdminMixin
 from django_tasks.backends.database.models import DBTaskResult
 
-from . import actions as action_views
 from . import views
 from .models import PRUNE_PERMISSION, RETRY_PERMISSION
 
@@ -113,18 +112,16 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
         return [
             path("", view(views.ResultListView), name=name("changelist")),
             path("overview/", view(views.OverviewView), name=name("overview")),
-            path("actions/", view(action_views.RunActionView), name=name("actions")),
-            path(
-                "retry-matching/", view(action_views.RetryMatchingView), name=name("retry_matching")
-            ),
-            path("prune/", view(action_views.PruneView), name=name("prune")),
+            path("actions/", view(views.RunActionView), name=name("actions")),
+            path("retry-matching/", view(views.RetryMatchingView), name=name("retry_matching")),
+            path("prune/", view(views.PruneView), name=name("prune")),
             path(
                 "bulk-retries/<uuid:job_id>/",
-                view(action_views.BulkRetryView),
+                view(views.BulkRetryView),
                 name=name("bulk_retry"),
             ),
             path("<uuid:result_id>/", view(views.ResultDetailView), name=name("change")),
-            path("<uuid:result_id>/retry/", view(action_views.RetryOneView), name=name("retry")),
+            path("<uuid:result_id>/retry/", view(views.RetryOneView), name=name("retry")),
             # Admin links such as "Recent actions" point at .../<id>/change/.
             path("<uuid:result_id>/change/", wrap(self._redirect_to_detail)),
         ]

@@ -1,7 +1,8 @@
-"""The results list's filters: every one of them lives in the query string."""
+"""The results list's filters, read from the query string."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import django_filters
@@ -9,14 +10,11 @@ from django import forms
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils.translation import gettext_lazy as _
-from django_filters.widgets import DateRangeWidget, RangeWidget
+from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWidget
 
 from django_tasks import get_tasks_setting
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
-
-# The filter's own parameters, and the list's (sorting, cursors, poll fingerprint).
-LIST_PARAMS = ("sort", "after", "before", "fp")
 
 
 def database_backend_choices() -> list[tuple[str, str]]:
@@ -103,7 +101,15 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         names = [n.strip() for n in value.split(",") if n.strip()]
         return queryset.filter(queue_name__in=names) if names else queryset
 
-    @property
-    def active(self) -> bool:
-        """Whether any filter is set."""
-        return bool(self.is_bound and any(v for k, v in self.data.items() if k not in LIST_PARAMS))
+
+@cache
+def filter_params() -> dict[str, tuple[str, ...]]:
+    """Each filter's query-string names: ``priority`` reads ``priority_min`` and ``priority_max``."""
+    params: dict[str, tuple[str, ...]] = {}
+    for field in ResultFilterSet().form:
+        widget = field.field.widget
+        if isinstance(widget, SuffixedMultiWidget):
+            params[field.name] = tuple(widget.suffixed(field.name, s) for s in widget.suffixes)
+        else:
+            params[field.name] = (field.name,)
+    return params

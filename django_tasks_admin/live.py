@@ -6,22 +6,18 @@ import hashlib
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
 
 from django_tasks.task import ResultStatus
 
 LIVE_STATUSES = (ResultStatus.NEW, ResultStatus.RUNNING)
 FINISHED_STATUSES = (ResultStatus.COMPLETE, ResultStatus.FAILED)
-HTTP_STOP_POLLING = 286
 
 
-def htmx_target(request: HttpRequest) -> str | None:
-    """The id of the element an htmx request targets, or None if it isn't htmx."""
-    htmx = getattr(request, "htmx", None)
-    if htmx is not None:
-        return htmx.target if htmx else None
-    if request.headers.get("HX-Request") == "true":  # HtmxMiddleware not installed
-        return request.headers.get("HX-Target") or ""
-    return None
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's HtmxMiddleware."""
+
+    htmx: HtmxDetails
 
 
 def fingerprint(values: Any) -> str:

@@ -1,4 +1,4 @@
-"""The dashboard's permissions holder and its background bulk-retry jobs."""
+"""The dashboard's permissions, and its background bulk-retry jobs."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ RETRY_PERMISSION = "django_tasks_admin.retry_taskresult"
 PRUNE_PERMISSION = "django_tasks_admin.prune_taskresult"
 
 
-class TaskResult(DBTaskResult):
-    """Carries the dashboard's permissions; the admin itself is registered on DBTaskResult.
+class TaskDashboard(DBTaskResult):
+    """Holds the dashboard's two permissions: a proxy with no admin and no table of its own.
 
     Viewing needs ``django_tasks_database.view_dbtaskresult``; retrying and pruning need
-    these two, so a team can hand out read-only access.
+    these two, so a team can hand out read-only access.  The codenames keep their
+    first names (``*_taskresult``), so permissions already granted stay valid.
     """
 
     class Meta:
@@ -28,8 +29,8 @@ class TaskResult(DBTaskResult):
             ("retry_taskresult", _("Can retry task results")),
             ("prune_taskresult", _("Can prune task results")),
         ]
-        verbose_name = _("Task Result")
-        verbose_name_plural = _("Task Results")
+        verbose_name = _("tasks dashboard")
+        verbose_name_plural = _("tasks dashboard")
 
 
 class BulkRetry(models.Model):

@@ -3,6 +3,9 @@
 A page is the ``per_page`` rows after (or before) a cursor: the sort column's
 value and the primary key of the last (or first) row shown, encoded in the query
 string.  NULLs sort last in both directions, on every database.
+
+``KeysetPaginator`` is a django-tables2 ``paginator_class``: the table hands it its
+rows, and the cursor and sort arrive as the paginator's keyword arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from uuid import UUID
 
 from django.db.models import F, Q, QuerySet
 from django.utils.dateparse import parse_datetime
+from django_tables2.rows import BoundRows
+
+# A page never holds more rows than this, whatever ?per_page= asks for.
+MAX_PER_PAGE = 500
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +37,8 @@ class SortKey:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Sort:
+    """One sort of the list: a column name, its key, and the direction."""
+
     key: SortKey
     name: str
     descending: bool
@@ -41,7 +50,10 @@ class Sort:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Page:
+    """The rows of one page, and the cursors of its neighbours."""
+
     rows: list[Any]
+    object_list: Any  # what a table iterates: its BoundRows, else the rows
     next_cursor: str | None
     previous_cursor: str | None
 
@@ -54,22 +66,27 @@ class Page:
         return self.previous_cursor is not None
 
 
-def parse_sort(value: str | None, keys: dict[str, SortKey], default: str) -> Sort:
-    """Return the sort named by ``value`` ("name" or "-name"), or the default."""
-    for candidate in (value or "", default):
-        name = candidate.lstrip("-")
-        if name in keys:
-            return Sort(key=keys[name], name=name, descending=candidate.startswith("-"))
-    raise ValueError(f"Unknown default sort {default!r}")
-
-
 class KeysetPaginator:
-    """Cut an unordered queryset into keyset pages for one sort."""
+    """Cut a queryset (or a django-tables2 table's rows) into keyset pages for one sort."""
 
-    def __init__(self, queryset: QuerySet[Any], sort: Sort, per_page: int) -> None:
-        self.queryset = queryset
+    def __init__(
+        self,
+        object_list: QuerySet[Any] | BoundRows,
+        per_page: int,
+        *,
+        sort: Sort,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> None:
+        # django-tables2 passes its BoundRows; a keyset page filters the queryset they wrap.
+        self.bound_rows = object_list if isinstance(object_list, BoundRows) else None
+        self.queryset: QuerySet[Any] = (
+            object_list.data.data if isinstance(object_list, BoundRows) else object_list
+        )
+        self.per_page = max(1, min(int(per_page), MAX_PER_PAGE))
         self.sort = sort
-        self.per_page = per_page
+        self.after = after
+        self.before = before
 
     def ordered(self, *, reverse: bool = False) -> QuerySet[Any]:
         descending = self.sort.descending != reverse
@@ -82,22 +99,25 @@ class KeysetPaginator:
             order = column.desc() if descending else column.asc()
         return self.queryset.order_by(order, "-pk" if descending else "pk")
 
-    def page_queryset(self, *, after: str | None = None, before: str | None = None) -> Any:
+    def page_queryset(self) -> QuerySet[Any]:
         """The queryset of the page's rows plus one (to tell whether there is more)."""
-        cursor = self.decode(before) if before else None
+        cursor = self.decode(self.before) if self.before else None
         if cursor is not None:
             return self.ordered(reverse=True).filter(self._before(*cursor))[: self.per_page + 1]
-        cursor = self.decode(after) if after else None
+        cursor = self.decode(self.after) if self.after else None
         rows = self.ordered()
         if cursor is not None:
             rows = rows.filter(self._after(*cursor))
         return rows[: self.per_page + 1]
 
-    def page(self, *, after: str | None = None, before: str | None = None) -> Page:
-        """Return the page after the cursor ``after``, or before ``before``, or the first."""
-        backwards = bool(before and self.decode(before) is not None)
-        forwards_from = bool(not backwards and after and self.decode(after) is not None)
-        rows = list(self.page_queryset(after=after, before=before))
+    def page(self, number: int = 1) -> Page:
+        """Return the page the cursor names: after ``after``, before ``before``, or the first.
+
+        ``number`` is django-tables2's page number, which a keyset page has no use for.
+        """
+        backwards = bool(self.before and self.decode(self.before) is not None)
+        forwards_from = bool(not backwards and self.after and self.decode(self.after) is not None)
+        rows = list(self.page_queryset())
         more = len(rows) > self.per_page
         rows = rows[: self.per_page]
         if backwards:
@@ -107,6 +127,9 @@ class KeysetPaginator:
             has_previous, has_next = forwards_from, more
         return Page(
             rows=rows,
+            object_list=BoundRows(data=rows, table=self.bound_rows.table)
+            if self.bound_rows is not None
+            else rows,
             next_cursor=self.encode(rows[-1]) if rows and has_next else None,
             previous_cursor=self.encode(rows[0]) if rows and has_previous else None,
         )

@@ -9,23 +9,10 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
-from django_tables2.utils import OrderBy, OrderByTuple
 
 from django_tasks.backends.database.models import DBTaskResult
 
 from .formatting import duration_text, task_name, time_html
-from .pagination import SortKey
-
-# Sortable columns (by table column name) and the field each sorts by.
-SORT_KEYS = {
-    "status": SortKey(field="status"),
-    "task": SortKey(field="task_path"),
-    "queue": SortKey(field="queue_name"),
-    "priority": SortKey(field="priority", kind="int"),
-    "enqueued": SortKey(field="enqueued_at", kind="datetime"),
-    "finished": SortKey(field="finished_at", nullable=True, kind="datetime"),
-}
-DEFAULT_SORT = "-enqueued"
 
 # Only the columns the table shows: the JSON columns can be large.
 LIST_FIELDS = (
@@ -47,6 +34,8 @@ def status_html(status: str) -> SafeString:
 
 
 class ResultTable(tables.Table):  # type: ignore[misc]
+    """The results list's columns; its sortable ones are ``list_state.SORT_KEYS``."""
+
     ids = tables.CheckBoxColumn(
         accessor="pk",
         attrs={
@@ -85,18 +74,6 @@ class ResultTable(tables.Table):  # type: ignore[misc]
     def __init__(self, *args: Any, detail_url_name: str, **kwargs: Any) -> None:
         self.detail_url_name = detail_url_name
         super().__init__(*args, **kwargs)
-
-    # Rows arrive already sorted and cut by the keyset query, so ordering only
-    # records the state for the headers instead of re-sorting the data.
-    @property  # type: ignore[override]
-    def order_by(self) -> OrderByTuple | None:
-        return self._order_by
-
-    @order_by.setter
-    def order_by(self, value: Any) -> None:
-        aliases = value.split(",") if isinstance(value, str) else list(value or ())
-        valid = [a for a in aliases if OrderBy(a).bare in SORT_KEYS]
-        self._order_by = OrderByTuple(valid[:1])
 
     def render_status(self, record: DBTaskResult) -> SafeString:
         return status_html(record.status)

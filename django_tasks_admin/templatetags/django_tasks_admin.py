@@ -8,6 +8,7 @@ from django import template
 from django.utils.safestring import SafeString
 
 from django_tasks_admin.formatting import duration_text, time_html
+from django_tasks_admin.list_state import ResultListState
 from django_tasks_admin.tables import status_html
 
 register = template.Library()
@@ -28,3 +29,9 @@ def dt_status(value: str) -> SafeString:
 @register.filter
 def dt_duration(value: timedelta | None) -> str:
     return duration_text(value)
+
+
+@register.simple_tag
+def dt_sort_url(list_state: ResultListState, column: str) -> str:
+    """The results list sorted by ``column`` (reversed if it is sorted by it already)."""
+    return list_state.sort_url(column)

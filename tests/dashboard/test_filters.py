@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.http import QueryDict
 from django.utils import timezone
 
 from django_tasks.task import ResultStatus
 from django_tasks_admin.filters import ResultFilterSet
+from django_tasks_admin.list_state import ResultListState
 
 from .utils import DashboardTestCase, make_complete, make_failed, make_row, url
 
@@ -92,6 +94,9 @@ class FilterTests(DashboardTestCase):
         assert response.context["filter_active"]
 
     def test_sort_and_cursor_do_not_count_as_filters(self):
-        filterset = ResultFilterSet(data={"sort": "-finished", "after": "x"})
-        assert not filterset.active
+        state = ResultListState.from_query(
+            QueryDict("sort=-finished&after=x"), list_url="/", retry_matching_url="/r/"
+        )
+        assert not state.filters_active
+        filterset = ResultFilterSet(data=state.filters)
         assert ResultStatus.FAILED in dict(filterset.form.fields["status"].choices)

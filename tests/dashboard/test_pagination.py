@@ -9,10 +9,14 @@ from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
-from django_tasks_admin.pagination import KeysetPaginator, parse_sort
-from django_tasks_admin.tables import DEFAULT_SORT, SORT_KEYS
+from django_tasks_admin.list_state import DEFAULT_SORT, SORT_KEYS, default_sort, parse_sort
+from django_tasks_admin.pagination import MAX_PER_PAGE, KeysetPaginator, Page, Sort
 
 from .utils import make_row
+
+
+def sorted_by(value: str) -> Sort:
+    return parse_sort(value) or default_sort()
 
 
 class KeysetPaginatorTests(TestCase):
@@ -30,16 +34,18 @@ class KeysetPaginatorTests(TestCase):
             )
 
     def walk(self, sort: str, per_page: int = 5) -> list[DBTaskResult]:
-        paginator = KeysetPaginator(
-            DBTaskResult.objects.all(), parse_sort(sort, SORT_KEYS, DEFAULT_SORT), per_page
-        )
-        pages = [paginator.page()]
+        def page(**cursor: str | None) -> Page:
+            return KeysetPaginator(
+                DBTaskResult.objects.all(), per_page, sort=sorted_by(sort), **cursor
+            ).page()
+
+        pages = [page()]
         while pages[-1].has_next:
-            pages.append(paginator.page(after=pages[-1].next_cursor))
+            pages.append(page(after=pages[-1].next_cursor))
         # Walk back from the last page with the "previous" cursors.
         back = [pages[-1]]
         while back[-1].has_previous:
-            back.append(paginator.page(before=back[-1].previous_cursor))
+            back.append(page(before=back[-1].previous_cursor))
         assert [[r.pk for r in p.rows] for p in reversed(back)] == [
             [r.pk for r in p.rows] for p in pages
         ]
@@ -60,17 +66,26 @@ class KeysetPaginatorTests(TestCase):
                     assert values[len(present) :] == [None] * (len(values) - len(present))
 
     def test_bad_or_foreign_cursor_means_first_page(self):
-        paginator = KeysetPaginator(
-            DBTaskResult.objects.all(), parse_sort("-enqueued", SORT_KEYS, DEFAULT_SORT), 5
+        def rows(sort: str, after: str | None = None) -> list[DBTaskResult]:
+            paginator = KeysetPaginator(
+                DBTaskResult.objects.all(), 5, sort=sorted_by(sort), after=after
+            )
+            return paginator.page().rows
+
+        first = [r.pk for r in rows("-enqueued")]
+        assert [r.pk for r in rows("-enqueued", after="!!garbage")] == first
+        foreign = (
+            KeysetPaginator(DBTaskResult.objects.all(), 5, sort=sorted_by("priority"))
+            .page()
+            .next_cursor
         )
-        first = [r.pk for r in paginator.page().rows]
-        assert [r.pk for r in paginator.page(after="!!garbage").rows] == first
-        other = KeysetPaginator(
-            DBTaskResult.objects.all(), parse_sort("priority", SORT_KEYS, DEFAULT_SORT), 5
-        )
-        foreign = other.page().next_cursor
-        assert [r.pk for r in paginator.page(after=foreign).rows] == first
+        assert [r.pk for r in rows("-enqueued", after=foreign)] == first
 
     def test_unknown_sort_falls_back_to_the_default(self):
-        sort = parse_sort("-args_kwargs", SORT_KEYS, DEFAULT_SORT)
+        sort = sorted_by("-args_kwargs")
         assert sort.param == DEFAULT_SORT
+
+    def test_a_page_never_holds_more_than_the_maximum(self):
+        paginator = KeysetPaginator(DBTaskResult.objects.all(), 10**6, sort=default_sort())
+        assert paginator.per_page == MAX_PER_PAGE
+        assert KeysetPaginator(DBTaskResult.objects.all(), 0, sort=default_sort()).per_page == 1

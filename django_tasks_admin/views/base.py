@@ -1,0 +1,74 @@
+"""What every dashboard view shares: the admin's context and the permission checks.
+
+Each view is mounted by ``TaskResultAdmin.get_urls()`` inside ``admin_site.admin_view``
+(login, staff check, never_cache) and renders the admin's context, so pages get
+the sidebar, breadcrumbs, messages and dark mode of the admin they live in.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.generic.base import ContextMixin
+
+from django_tasks_admin import conf
+from django_tasks_admin.live import HtmxHttpRequest
+
+if TYPE_CHECKING:
+    from django_tasks_admin.admin import TaskResultAdmin
+
+
+class DashboardMixin(ContextMixin):
+    """Admin context, and the view permission, for every dashboard page."""
+
+    model_admin: TaskResultAdmin | None = None
+    title: Any = ""
+    tab = ""
+    # Besides viewing: "retry" or "prune" (checked with has_<permission>_permission).
+    permission = ""
+    request: HtmxHttpRequest
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not self.admin.has_view_permission(request):
+            raise PermissionDenied
+        if self.permission and not getattr(self.admin, f"has_{self.permission}_permission")(
+            request
+        ):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc, no-any-return]
+
+    @property
+    def admin(self) -> TaskResultAdmin:
+        assert self.model_admin is not None
+        return self.model_admin
+
+    def url(self, name: str, *args: Any) -> str:
+        return self.admin.dashboard_url(name, *args)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        request = self.request
+        context = super().get_context_data(**kwargs)
+        context.update(
+            self.admin.admin_site.each_context(request),
+            opts=self.admin.opts,
+            title=self.title,
+            urls=self.admin.dashboard_urls(),
+            can_retry=self.admin.has_retry_permission(request),
+            can_prune=self.admin.has_prune_permission(request),
+            poll_seconds=conf.get("POLL_SECONDS"),
+            dt_tab=self.tab,
+        )
+        return context
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The POSTed ``next`` URL if it is on this site, else ``default``."""
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default

@@ -1,0 +1,51 @@
+"""The overview page: counts, workers, recent failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from django.views.generic import TemplateView
+
+from django_tasks.backends.database import services
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.utils import exception_message
+from django_tasks_admin import conf
+from django_tasks_admin.formatting import task_name
+from django_tasks_admin.stats import count_results
+from django_tasks_admin.tables import LIST_FIELDS
+
+from .base import DashboardMixin
+
+
+class OverviewView(DashboardMixin, TemplateView):
+    template_name = "django_tasks_admin/overview.html"
+    title = _("Tasks overview")
+    tab = "overview"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        failures = (
+            DBTaskResult.objects.failed()
+            .order_by("-finished_at")
+            .only(*LIST_FIELDS, "exception_data")[: conf.get("RECENT_FAILURES")]
+        )
+        return super().get_context_data(
+            counts=count_results(),
+            failures=[_failure_summary(row) for row in failures],
+            live_workers=list(services.live_workers()),
+            lost_workers=list(services.lost_workers()),
+            orphaned=services.orphaned_tasks().count(),
+            **kwargs,
+        )
+
+
+def _failure_summary(row: DBTaskResult) -> dict[str, Any]:
+    data = row.exception_data if isinstance(row.exception_data, dict) else None
+    return {
+        "row": row,
+        "name": task_name(row.task_path)[0],
+        "exc_type": str(data.get("exc_type", "")).rpartition(".")[2] if data else "",
+        "message": exception_message(data.get("exc_args", []))
+        if data
+        else _("(the exception could not be saved)"),
+    }

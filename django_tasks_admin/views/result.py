@@ -1,0 +1,88 @@
+"""One task result: its detail page (a live region while it runs) and its retry button."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.views import View
+from django.views.generic import TemplateView
+from django_htmx.http import HttpResponseStopPolling
+
+from django_tasks.backends.database import services
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks_admin.detail import result_context
+from django_tasks_admin.live import FINISHED_STATUSES, fingerprint, no_change
+
+from .base import DashboardMixin
+
+RESULT_BODY = "django_tasks_admin/partials/result_body.html"
+
+
+class ResultDetailView(DashboardMixin, TemplateView):
+    """The detail page; for htmx, its live region, which stops polling once finished."""
+
+    template_name = "django_tasks_admin/result_detail.html"
+    tab = "results"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        result_id = kwargs["result_id"]
+        polled = bool(self.request.htmx and request.GET.get("fp"))
+        if polled:
+            state = (
+                DBTaskResult.objects.filter(pk=result_id)
+                .values_list("status", "started_at", "finished_at", "enqueued_at")
+                .first()
+            )
+            if state is None:
+                raise Http404
+            if fingerprint(state) == request.GET["fp"]:
+                return no_change()
+        result = get_object_or_404(DBTaskResult, pk=result_id)
+        context = self.get_context_data(result=result, **kwargs)
+        if not self.request.htmx:
+            return self.render_to_response(context)
+        if polled and result.status in FINISHED_STATUSES:
+            return HttpResponseStopPolling(render_to_string(RESULT_BODY, context, request))
+        return TemplateResponse(request, RESULT_BODY, context)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        result: DBTaskResult = kwargs["result"]
+        context = super().get_context_data(**kwargs)
+        context.update(result_context(result, request=self.request, admin=self.admin))
+        context["title"] = context["task_name"]
+        return context
+
+
+class RetryOneView(DashboardMixin, View):
+    """Put one FAILED result back to NEW (same id)."""
+
+    permission = "retry"
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, result_id: UUID) -> HttpResponse:
+        try:
+            row = services.retry_one(result_id)
+        except ResultDoesNotExist:
+            raise Http404 from None
+        except services.RetryRefused as e:
+            level, text = messages.ERROR, str(e)
+        else:
+            self.admin.log_change(request, row, _("Retried: back to NEW"))
+            level, text = messages.SUCCESS, _("Retried: the task is queued again (same id).")
+        if not self.request.htmx:
+            messages.add_message(request, level, text)
+            return HttpResponseRedirect(self.url("change", result_id))
+        result = get_object_or_404(DBTaskResult, pk=result_id)
+        context = self.get_context_data(
+            notice={"level": "success" if level == messages.SUCCESS else "error", "text": text}
+        )
+        context.update(result_context(result, request=request, admin=self.admin))
+        return TemplateResponse(request, RESULT_BODY, context)

@@ -1,0 +1,170 @@
+"""Retrying many results: the ticked rows, or every failed row the list's filters select."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.admin.models import CHANGE
+from django.core.exceptions import BadRequest, PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django.views import View
+from django.views.generic import TemplateView
+from django_htmx.http import HttpResponseStopPolling
+
+from django_tasks.backends.database import services
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.task import ResultStatus
+from django_tasks_admin import conf
+from django_tasks_admin.filters import ResultFilterSet
+from django_tasks_admin.list_state import ResultListState
+from django_tasks_admin.models import BulkRetry
+from django_tasks_admin.tasks import bulk_retry
+
+from .base import DashboardMixin, safe_next
+
+
+class RunActionView(DashboardMixin, View):
+    """Run an admin action (e.g. "retry_selected") on the rows ticked in the list."""
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        name = request.POST.get("action", "")
+        if self.admin.get_action(name) is None:
+            return HttpResponseBadRequest("Unknown action")
+        action = self.admin.get_actions(request).get(name)
+        if action is None:
+            raise PermissionDenied  # a known action, but not this user's
+        # Django 6.1 returns Action objects; earlier versions (func, name, description).
+        func = getattr(action, "func", None) or action[0]
+        ids = []
+        for value in request.POST.getlist("ids"):
+            try:
+                ids.append(UUID(value))
+            except ValueError:
+                continue
+        back = safe_next(request, self.url("changelist"))
+        if not ids:
+            messages.warning(request, _("Tick the results to act on first: nothing was done."))
+            return HttpResponseRedirect(back)
+        response = func(self.admin, request, DBTaskResult.objects.filter(pk__in=ids))
+        return response if isinstance(response, HttpResponse) else HttpResponseRedirect(back)
+
+
+class RetryMatchingView(DashboardMixin, TemplateView):
+    """Preview, then retry every FAILED result the list's filters select."""
+
+    permission = "retry"
+    template_name = "django_tasks_admin/retry_matching.html"
+    tab = "results"
+    title = gettext_lazy("Retry all matching failed results")
+
+    def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+        self.list_state = ResultListState.from_query(
+            request.GET,
+            list_url=self.url("changelist"),
+            retry_matching_url=self.url("retry_matching"),
+        )
+
+    def filterset(self) -> ResultFilterSet:
+        filterset = ResultFilterSet(
+            data=self.list_state.filters, queryset=DBTaskResult.objects.all()
+        )
+        if not filterset.is_valid():
+            raise BadRequest("Invalid filters")
+        return filterset
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        filterset = self.filterset()
+        preview = services.retry_preview(results=filterset.qs)
+        return super().get_context_data(
+            preview=preview,
+            cap=conf.get("RETRY_CAP"),
+            background=preview.retried > conf.get("RETRY_CAP"),
+            list_state=self.list_state,
+            filters=self.list_state.filter_summary(filterset.form),
+            **kwargs,
+        )
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        failed = self.filterset().qs.filter(status=ResultStatus.FAILED)
+        query = self.list_state.filters.urlencode()
+        cap = conf.get("RETRY_CAP")
+        total = services.retry_preview(results=failed).retried
+        if total > cap:
+            return self.start_background(total, query)
+        outcome = services.retry(results=failed, limit=cap)
+        self.admin.log_bulk(
+            request,
+            action_flag=CHANGE,
+            count=outcome.retried,
+            message=f"Retried {outcome.retried} task results matching ?{query}",
+        )
+        messages.success(
+            request,
+            ngettext(
+                "Retried %(count)d failed result.",
+                "Retried %(count)d failed results.",
+                outcome.retried,
+            )
+            % {"count": outcome.retried},
+        )
+        return HttpResponseRedirect(self.list_state.filter_url)
+
+    def start_background(self, total: int, query: str) -> HttpResponse:
+        request = self.request
+        job = BulkRetry.objects.create(
+            query=query,
+            failed_before=timezone.now(),
+            total=total,
+            requested_by=request.user.get_username(),
+        )
+        self.admin.log_bulk(
+            request,
+            action_flag=CHANGE,
+            count=total,
+            message=f"Started a background retry of {total} task results matching ?{query}",
+        )
+        overrides: dict[str, Any] = {}
+        if conf.get("BULK_RETRY_BACKEND"):
+            overrides["backend"] = conf.get("BULK_RETRY_BACKEND")
+        if conf.get("BULK_RETRY_QUEUE"):
+            overrides["queue_name"] = conf.get("BULK_RETRY_QUEUE")
+        try:
+            bulk_retry.using(**overrides).enqueue(str(job.pk))
+        except Exception as e:
+            BulkRetry.objects.filter(pk=job.pk, status=ResultStatus.NEW).update(
+                status=ResultStatus.FAILED, finished_at=timezone.now(), error=repr(e)
+            )
+            messages.error(request, _("The background retry could not be started: %s") % e)
+        return HttpResponseRedirect(self.url("bulk_retry", job.pk))
+
+
+class BulkRetryView(DashboardMixin, TemplateView):
+    """Progress of a background bulk retry; the bar polls until the job finishes."""
+
+    permission = "retry"
+    template_name = "django_tasks_admin/bulk_retry.html"
+    tab = "results"
+    partial_template_name = "django_tasks_admin/partials/bulk_progress.html"
+    title = gettext_lazy("Background retry")
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        job = get_object_or_404(BulkRetry, pk=kwargs["job_id"])
+        context = self.get_context_data(job=job)
+        if not self.request.htmx:
+            return self.render_to_response(context)
+        if job.finished:
+            return HttpResponseStopPolling(
+                render_to_string(self.partial_template_name, context, request)
+            )
+        return TemplateResponse(request, self.partial_template_name, context)
