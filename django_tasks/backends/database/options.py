@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django_tasks import tasks
+
 DEFAULT_HEARTBEAT_TIMEOUT = 20.0
 """Seconds without a heartbeat after which a worker counts as lost."""
 
@@ -80,11 +82,8 @@ class DatabaseOptions:
 
 def options_for(backend_name: str) -> DatabaseOptions:
     """Return the parsed ``OPTIONS`` of the configured backend ``backend_name``."""
-    from django_tasks import tasks
-
-    from .backend import DatabaseBackend
-
     backend = tasks[backend_name]
-    if isinstance(backend, DatabaseBackend):
-        return backend.db_options
+    parsed = getattr(backend, "db_options", None)  # a DatabaseBackend's, parsed once
+    if isinstance(parsed, DatabaseOptions):
+        return parsed
     return DatabaseOptions.parse(backend.options, backend_name=backend_name)

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, router
 
+from django_tasks.backends.database.models import DBTaskResult
+
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
 T = TypeVar("T")
@@ -35,8 +37,6 @@ class DatabaseCalls:
     @cached_property
     def using(self) -> str:
         """The alias of the database holding the task rows."""
-        from django_tasks.backends.database.models import DBTaskResult
-
         return router.db_for_write(DBTaskResult)
 
     @cached_property

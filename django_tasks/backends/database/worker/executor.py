@@ -19,6 +19,7 @@ from django.db import InterfaceError, OperationalError, connections
 
 from django_tasks.backends.database import services
 from django_tasks.backends.database.results import task_result_for
+from django_tasks.signals import task_finished
 from django_tasks.task import ResultStatus
 
 from .db_calls import DatabaseCalls
@@ -248,12 +249,8 @@ class Executor:
 
 
 def _send_finished(row: DBTaskResult) -> None:
-    from django_tasks.signals import task_finished
-
     try:
         task = row.task
     except Exception:
         return
-    task_finished.send(
-        sender=type(task.get_backend()), task_result=task_result_for(row, task)
-    )
+    task_finished.send(sender=type(task.get_backend()), task_result=task_result_for(row, task))
