@@ -142,7 +142,7 @@ class ResultListState:
         for names in filter_params().values():
             for name in names:
                 params.pop(name, None)
-        return [(name, value) for name, value in params.items()]
+        return [(name, value) for name, values in params.lists() for value in values]
 
     def filter_summary(self, form: forms.Form) -> list[tuple[str, str]]:
         """(label, value) of every filter set, in the form's order: what a bulk action touches."""
@@ -161,7 +161,7 @@ class ResultListState:
     # URLs
 
     def _list_query(
-        self, *, cursor: bool = True, sort: Sort | None = None, **extra: str
+        self, *, cursor: bool = True, sort: Sort | None = None, extra: dict[str, str] | None = None
     ) -> QueryDict:
         query = self.filters.copy()
         sort = sort or self.sort
@@ -173,7 +173,8 @@ class ResultListState:
             query[BEFORE] = self.before
         elif cursor and self.after:
             query[AFTER] = self.after
-        query.update(extra)
+        for name, value in (extra or {}).items():
+            query[name] = value
         return query
 
     @property
@@ -185,7 +186,7 @@ class ResultListState:
     def page_url(self, *, after: str | None = None, before: str | None = None) -> str:
         """A page of the same filters and sort: after or before a cursor, else the first."""
         cursor = {BEFORE: before} if before else {AFTER: after} if after else {}
-        return f"?{self._list_query(cursor=False, **cursor).urlencode()}"
+        return f"?{self._list_query(cursor=False, extra=cursor).urlencode()}"
 
     def pager(self, page: Page) -> Pager:
         return Pager(
@@ -207,7 +208,7 @@ class ResultListState:
 
     def poll_url(self, fingerprint: str) -> str:
         """This page again, answered with 204 while its rows' fingerprint stays the same."""
-        return f"{self.list_url}?{self._list_query(**{FINGERPRINT: fingerprint}).urlencode()}"
+        return f"{self.list_url}?{self._list_query(extra={FINGERPRINT: fingerprint}).urlencode()}"
 
     @property
     def filter_url(self) -> str:

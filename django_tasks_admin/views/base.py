@@ -7,12 +7,13 @@ the sidebar, breadcrumbs, messages and dark mode of the admin they live in.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic.base import ContextMixin
+from django_htmx.middleware import HtmxDetails
 
 from django_tasks_admin import conf
 from django_tasks_admin.live import HtmxHttpRequest
@@ -29,7 +30,7 @@ class DashboardMixin(ContextMixin):
     tab = ""
     # Besides viewing: "retry" or "prune" (checked with has_<permission>_permission).
     permission = ""
-    request: HtmxHttpRequest
+    request: HttpRequest
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.admin.has_view_permission(request):
@@ -44,6 +45,11 @@ class DashboardMixin(ContextMixin):
     def admin(self) -> TaskResultAdmin:
         assert self.model_admin is not None
         return self.model_admin
+
+    @property
+    def htmx(self) -> HtmxDetails:
+        """django-htmx's view of this request (falsy unless htmx sent it)."""
+        return cast(HtmxHttpRequest, self.request).htmx
 
     def url(self, name: str, *args: Any) -> str:
         return self.admin.dashboard_url(name, *args)

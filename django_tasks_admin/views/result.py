@@ -34,7 +34,7 @@ class ResultDetailView(DashboardMixin, TemplateView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         result_id = kwargs["result_id"]
-        polled = bool(self.request.htmx and request.GET.get("fp"))
+        polled = bool(self.htmx and request.GET.get("fp"))
         if polled:
             state = (
                 DBTaskResult.objects.filter(pk=result_id)
@@ -47,7 +47,7 @@ class ResultDetailView(DashboardMixin, TemplateView):
                 return no_change()
         result = get_object_or_404(DBTaskResult, pk=result_id)
         context = self.get_context_data(result=result, **kwargs)
-        if not self.request.htmx:
+        if not self.htmx:
             return self.render_to_response(context)
         if polled and result.status in FINISHED_STATUSES:
             return HttpResponseStopPolling(render_to_string(RESULT_BODY, context, request))
@@ -77,7 +77,7 @@ class RetryOneView(DashboardMixin, View):
         else:
             self.admin.log_change(request, row, _("Retried: back to NEW"))
             level, text = messages.SUCCESS, _("Retried: the task is queued again (same id).")
-        if not self.request.htmx:
+        if not self.htmx:
             messages.add_message(request, level, text)
             return HttpResponseRedirect(self.url("change", result_id))
         result = get_object_or_404(DBTaskResult, pk=result_id)

@@ -48,7 +48,7 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
         )
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if self.request.htmx.target == "dt-rows" and self.list_state.fingerprint:
+        if self.htmx.target == "dt-rows" and self.list_state.fingerprint:
             # An idle poll costs this one narrow query.
             paginator = self.keyset_paginator(self.filtered(self.get_filterset(ResultFilterSet)))
             shown = paginator.page_queryset().values_list("pk", "status", "finished_at")
@@ -93,7 +93,7 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
         return kwargs
 
     def get_template_names(self) -> list[str]:
-        region = REGIONS.get(self.request.htmx.target or "") if self.request.htmx else None
+        region = REGIONS.get(self.htmx.target or "") if self.htmx else None
         return [region] if region else [self.template_name]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

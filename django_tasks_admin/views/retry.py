@@ -161,7 +161,7 @@ class BulkRetryView(DashboardMixin, TemplateView):
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         job = get_object_or_404(BulkRetry, pk=kwargs["job_id"])
         context = self.get_context_data(job=job)
-        if not self.request.htmx:
+        if not self.htmx:
             return self.render_to_response(context)
         if job.finished:
             return HttpResponseStopPolling(
