@@ -19,7 +19,7 @@ class FilterTests(DashboardTestCase):
     def shown(self, query: str) -> set[Any]:
         response = self.client.get(url("changelist", query=query))
         assert response.status_code == 200
-        return {row.pk for row in response.context["table"].data}
+        return {row.pk for row in response.context["table"].page.rows}
 
     def test_status(self):
         failed = make_failed()

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.utils import timezone
 
 from django_tasks.task import ResultStatus
+from django_tasks_admin.list_state import DEFAULT_SORT, SORT_KEYS
 
 from .utils import DashboardTestCase, make_complete, make_row, search, url
 
@@ -22,10 +23,16 @@ class TableTests(DashboardTestCase):
         href = link[1].replace("&amp;", "&")
         assert "sort=-priority" in href and "status=NEW" in href and "after=" not in href
 
+    def test_the_sortable_columns_are_the_sort_keys(self):
+        make_row()
+        table = self.client.get(url("changelist")).context["table"]
+        assert {c.name for c in table.columns if c.orderable} == set(SORT_KEYS)
+        assert [str(o) for o in table.order_by] == [DEFAULT_SORT]
+
     def test_sorting_by_task_path(self):
         b = make_row(task_path="tests.tasks.b")
         a = make_row(task_path="tests.tasks.a")
-        rows = self.client.get(url("changelist", query="sort=task")).context["table"].data
+        rows = self.client.get(url("changelist", query="sort=task")).context["table"].page.rows
         assert [r.pk for r in rows] == [a.pk, b.pk]
 
     def test_cells(self):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.admin.models import LogEntry
 from django.contrib.messages import get_messages
 from django.test import override_settings
+from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
@@ -41,6 +44,28 @@ class RetryMatchingTests(DashboardTestCase):
         ) == {h.pk for h in hits}
         assert "Retried 3 failed results." in [str(m) for m in get_messages(response.wsgi_request)]
         assert "queue=emails" in LogEntry.objects.get().change_message
+
+    def test_confirmation_lists_every_filter_the_retry_applies(self):
+        now = timezone.now()
+        hit = make_failed(queue_name="emails", priority=5)
+        make_failed(queue_name="emails", priority=0)
+        make_failed(queue_name="emails", priority=5, finished_at=now - timedelta(days=3))
+        day_ago = (timezone.localtime(now) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+        query = f"queue=emails&priority_min=1&priority_max=9&finished_after={day_ago}&foo=bar"
+        response = self.client.get(url("retry_matching", query=query))
+        assert response.context["filters"] == [
+            ("Queue", "emails"),
+            ("Priority", "min 1, max 9"),
+            ("Finished", f"after {day_ago}"),
+        ]
+        content = response.content.decode()
+        assert "Priority: <code>min 1, max 9</code>" in content
+        assert "Ignored unknown parameter(s): foo" in content
+        assert response.context["preview"].retried == 1
+        self.client.post(url("retry_matching", query=query))
+        assert list(
+            DBTaskResult.objects.filter(status=ResultStatus.NEW).values_list("pk", flat=True)
+        ) == [hit.pk]
 
     def test_invalid_filters_are_400(self):
         assert self.client.get(url("retry_matching", query="id=nope")).status_code == 400

@@ -77,7 +77,7 @@ class ListTests(DashboardTestCase):
         second = make_row()
         response = self.client.get(url("changelist"))
         assert response.status_code == 200
-        assert [r.pk for r in response.context["table"].data] == [second.pk, first.pk]
+        assert [r.pk for r in response.context["table"].page.rows] == [second.pk, first.pk]
         assert url("change", first.pk).encode() in response.content
         assert b"<html" in response.content
 
@@ -157,11 +157,47 @@ class ListTests(DashboardTestCase):
         assert "status=FAILED" in next_link and "queue=emails" in next_link
         assert "retry-matching/?status=FAILED&amp;queue=emails" in content
 
+    def test_unknown_parameters_are_reported_not_dropped_silently(self):
+        make_row()
+        response = self.client.get(url("changelist", query="foo=1&sort=nope&status=NEW"))
+        content = response.content.decode()
+        assert "Ignored unknown parameter(s): foo, sort=nope" in content
+        assert response.context["filter_active"]
+        # The htmx region says so too, and a parameter's name is escaped like any text.
+        region = self.htmx(url("changelist", query=f"{XSS}=1"), "dt-results").content.decode()
+        assert "Ignored unknown parameter(s):" in region
+        assert XSS not in region
+        clean = self.client.get(url("changelist", query="status=NEW&sort=task"))
+        assert b"Ignored unknown" not in clean.content
+
+    def test_page_size_from_the_query_is_kept_in_links(self):
+        for _ in range(3):
+            make_row(queue_name="emails")
+        response = self.client.get(url("changelist", query="queue=emails&per_page=2"))
+        assert len(response.context["page"].rows) == 2
+        content = response.content.decode()
+        next_link = search(r'href="(\?[^"]*after=[^"]*)"', content)[1].replace("&amp;", "&")
+        assert "queue=emails" in next_link and "per_page=2" in next_link
+        rest = self.client.get(url("changelist") + next_link)
+        assert len(rest.context["page"].rows) == 1
+        assert '<input type="hidden" name="per_page" value="2">' in content
+
+    def test_filter_values_are_encoded_in_every_link(self):
+        for _ in range(3):
+            make_row(task_path="tests.tasks.a&b")
+        with override_settings(DJANGO_TASKS_ADMIN={"PER_PAGE": 2}):
+            response = self.client.get(url("changelist", query="task=a%26b&sort=task"))
+        content = response.content.decode()
+        next_link = search(r'href="(\?[^"]*after=[^"]*)"', content)[1].replace("&amp;", "&")
+        assert next_link.startswith("?task=a%26b&sort=task&after=")
+        assert 'retry-matching/?task=a%26b"' in content
+        assert "task=a%26b&sort=task&fp=" in response.context["poll_url"]
+
     def test_invalid_filter_shows_no_rows(self):
         make_row()
         response = self.client.get(url("changelist", query="id=not-a-uuid"))
         assert response.status_code == 200
-        assert list(response.context["table"].data) == []
+        assert list(response.context["table"].page.rows) == []
 
     def test_times_are_relative_and_absolute_in_the_active_time_zone(self):
         make_row()
