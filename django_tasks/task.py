@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -100,32 +102,51 @@ class Task(Generic[P, T]):
         if run_after is not None:
             if isinstance(run_after, timedelta):
                 changes["run_after"] = timezone.now() + run_after
-            else:
+            elif isinstance(run_after, datetime):
                 changes["run_after"] = run_after
+            else:
+                raise TypeError(
+                    "run_after must be an aware datetime or a timedelta, "
+                    f"not {type(run_after).__qualname__}"
+                )
         if backend is not None:
             changes["backend"] = backend
         return replace(self, **changes)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
         """Queue the task to run with these arguments."""
+        self._check_arguments(args, kwargs)
         return self.get_backend().enqueue(self, args, kwargs)
 
     async def aenqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
         """Queue the task to run with these arguments."""
+        self._check_arguments(args, kwargs)
         return await self.get_backend().aenqueue(self, args, kwargs)
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Raise TypeError, before anything is stored, if the function can't take these."""
+        signature = _signature(self.func)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise TypeError(
+                f"Task {self.module_path}{_plain(signature)} can't take these arguments: {e}"
+            ) from None
 
     def get_result(self, result_id: str) -> TaskResult[T]:
         """Return the result of this task with the given id."""
-        result = self.get_backend().get_result(result_id)
-        if result.task.func is not self.func:
-            raise ResultDoesNotExist
-        return cast("TaskResult[T]", result)
+        return self._own_result(self.get_backend().get_result(result_id))
 
     async def aget_result(self, result_id: str) -> TaskResult[T]:
         """Return the result of this task with the given id."""
-        result = await self.get_backend().aget_result(result_id)
+        return self._own_result(await self.get_backend().aget_result(result_id))
+
+    def _own_result(self, result: TaskResult[Any]) -> TaskResult[T]:
         if result.task.func is not self.func:
-            raise ResultDoesNotExist
+            raise ResultDoesNotExist(
+                f"Result {result.id} belongs to another task "
+                f"({result.task.module_path}), not {self.module_path}"
+            )
         return cast("TaskResult[T]", result)
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -144,6 +165,20 @@ class Task(Generic[P, T]):
         """Return this task's backend instance."""
         backend: BaseTaskBackend = django_tasks.tasks[self.backend]
         return backend
+
+
+@lru_cache(maxsize=1024)
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    """Return the signature of a task function (once: enqueue is a hot path)."""
+    return inspect.signature(func)
+
+
+def _plain(signature: inspect.Signature) -> inspect.Signature:
+    """Return ``signature`` without annotations (short, for messages)."""
+    return signature.replace(
+        parameters=[p.replace(annotation=p.empty) for p in signature.parameters.values()],
+        return_annotation=signature.empty,
+    )
 
 
 @overload
@@ -213,9 +248,17 @@ class TaskResult(Generic[T]):
 
     @property
     def exception(self) -> BaseException | None:
-        """The exception a failed task raised (class and arguments only)."""
+        """The exception a failed task raised (class and arguments only), or None.
+
+        None also when it can't be rebuilt; ``traceback`` keeps its text then.
+        """
         if self.status == ResultStatus.FAILED and self._exception_data is not None:
-            return exception_from_dict(self._exception_data)
+            try:
+                return exception_from_dict(self._exception_data)
+            except Exception:
+                # The class can't be imported back (e.g. it was defined inside a
+                # function) or rebuilt from its arguments: `traceback` still has it.
+                return None
         return None
 
     @property

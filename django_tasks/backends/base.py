@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from abc import ABCMeta, abstractmethod
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from inspect import iscoroutinefunction
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ from django.utils import timezone
 
 from django_tasks.exceptions import InvalidTaskError
 from django_tasks.task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
-from django_tasks.utils import is_global_function
+from django_tasks.utils import MAX_JSON_DEPTH, add_note, is_global_function, json_dumps_strict
 
 T = TypeVar("T")
 
@@ -121,28 +122,52 @@ class BaseTaskBackend(metaclass=ABCMeta):
             )
         if not self.supports_defer and task.run_after is not None:
             raise InvalidTaskError("Backend does not support run_after")
-        if task.run_after is not None and not timezone.is_aware(task.run_after):
-            raise InvalidTaskError("run_after must be an aware datetime")
+        if task.run_after is not None:
+            if not isinstance(task.run_after, datetime):
+                raise TypeError(
+                    f"run_after must be an aware datetime, not {type(task.run_after).__qualname__}"
+                )
+            if not timezone.is_aware(task.run_after):
+                raise InvalidTaskError("run_after must be an aware datetime")
         if self.queues and task.queue_name not in self.queues:
-            raise InvalidTaskError(f"Queue '{task.queue_name}' is not valid for backend")
+            error = InvalidTaskError(f"Queue '{task.queue_name}' is not valid for backend")
+            # The message is fixed (users' tests match it); the note, shown below it
+            # in tracebacks, says which backend and which queues it allows.
+            add_note(
+                error,
+                f"Backend '{self.alias}' allows queues: "
+                f"{', '.join(repr(q) for q in sorted(self.queues))} "
+                f"(TASKS['{self.alias}']['QUEUES']).",
+            )
+            raise error
 
     def _normalize_arguments(
         self, args: Iterable[Any], kwargs: dict[str, Any]
     ) -> tuple[list[Any], dict[str, Any]]:
-        """Return JSON-normalised arguments; TypeError if they are not JSON."""
+        """Return JSON-normalised arguments; refused as by ``_arguments_json``."""
         decoded = json.loads(self._arguments_json(args, kwargs))
         return decoded["args"], decoded["kwargs"]
 
     def _arguments_json(self, args: Iterable[Any], kwargs: dict[str, Any]) -> str:
-        """Return ``{"args": ..., "kwargs": ...}`` as JSON text; TypeError if not JSON.
+        """Return ``{"args": ..., "kwargs": ...}`` as JSON text.
 
         For backends that store the text: ``json.loads`` of it gives the arguments
-        as ``_normalize_arguments`` would.
+        as ``_normalize_arguments`` would.  Arguments a database can't store as JSON
+        are refused, naming the argument: TypeError for a type JSON lacks, ValueError
+        for NaN/Infinity, NUL characters, lone surrogates or too deep nesting.
         """
+        arguments = {"args": list(args), "kwargs": kwargs}
         try:
-            return json.dumps({"args": list(args), "kwargs": kwargs})
-        except (TypeError, ValueError, OverflowError) as e:
-            raise TypeError(f"Task arguments must be JSON-serializable: {e}") from e
+            # Two levels ({"args": [...]}) above the arguments' own.
+            return json_dumps_strict(arguments, name="Task arguments", max_depth=MAX_JSON_DEPTH + 2)
+        except (TypeError, ValueError) as e:
+            error = e
+        # The slow path, only for refused arguments: find which one, to name it.
+        for index, value in enumerate(arguments["args"]):
+            json_dumps_strict(value, name=f"Task argument args[{index}]")
+        for key, value in kwargs.items():
+            json_dumps_strict(value, name=f"Task argument kwargs[{key!r}]")
+        raise error
 
     @abstractmethod
     def enqueue(

@@ -42,7 +42,11 @@ class ImmediateBackend(BaseTaskBackend):
         task_started.send(backend_type, task_result=task_result)
         try:
             raw_return_value = calling_task_func(*task_result.args, **task_result.kwargs)
-            object.__setattr__(task_result, "_return_value", json_normalize(raw_return_value))
+            object.__setattr__(
+                task_result,
+                "_return_value",
+                json_normalize(raw_return_value, name="Task return value"),
+            )
         except KeyboardInterrupt:
             # The user asked to stop: do not swallow it.
             raise
