@@ -1,3 +1,5 @@
+"""The prune form: ``prune_db_task_results``'s options, checked like the command checks them."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -18,7 +18,7 @@ from django.http import QueryDict
 
 from .filters import filter_params
 from .live import fingerprint
-from .pagination import Page, Sort, SortKey
+from .pagination import Page, Sort, SortKey, page_size
 
 # Sortable columns (by table column name) and the field each sorts by.
 SORT_KEYS = {
@@ -108,10 +108,12 @@ class ResultListState:
                 elif value:
                     ignored.append(f"{SORT}={value}")
             elif name == PER_PAGE:
-                if value.isdigit() and int(value) > 0:
-                    state["per_page"] = int(value)
-                elif value:
-                    ignored.append(f"{PER_PAGE}={value}")
+                # Read as django-tables2's RequestConfig reads it, sized as the paginator sizes it.
+                try:
+                    state["per_page"] = page_size(int(value))
+                except ValueError:
+                    if value:
+                        ignored.append(f"{PER_PAGE}={value}")
             elif name in (AFTER, BEFORE, FINGERPRINT):
                 state[name if name != FINGERPRINT else "fingerprint"] = value or None
             else:

@@ -26,6 +26,11 @@ from django_tables2.rows import BoundRows
 MAX_PER_PAGE = 500
 
 
+def page_size(value: int) -> int:
+    """The rows a page holds when ``value`` are asked for: at least 1, at most MAX_PER_PAGE."""
+    return max(1, min(value, MAX_PER_PAGE))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SortKey:
     """A column rows can be sorted by."""
@@ -83,7 +88,7 @@ class KeysetPaginator:
         self.queryset: QuerySet[Any] = (
             object_list.data.data if isinstance(object_list, BoundRows) else object_list
         )
-        self.per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+        self.per_page = page_size(int(per_page))
         self.sort = sort
         self.after = after
         self.before = before

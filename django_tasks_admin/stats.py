@@ -1,8 +1,4 @@
-"""Counting task results: the one place the dashboard counts rows.
-
-Everything that shows "how many" calls :func:`count_results`, so a later change of
-strategy (estimates, a summary table, caching) happens here and nowhere else.
-"""
+"""Count task results per status and per queue, in one grouped query."""
 
 from __future__ import annotations
 

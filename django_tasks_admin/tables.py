@@ -70,6 +70,9 @@ class ResultTable(tables.Table):  # type: ignore[misc]
             "data-status": lambda record: record.status,
         }
         empty_text = _("No task results match.")
+        # Pages are sized by the view; but RequestConfig hands ?per_page=0 to paginate()
+        # as 0, which falls back to this: like any size below 1, it means 1 (page_size()).
+        per_page = 1
 
     def __init__(self, *args: Any, detail_url_name: str, **kwargs: Any) -> None:
         self.detail_url_name = detail_url_name

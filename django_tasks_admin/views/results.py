@@ -50,7 +50,8 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if self.htmx.target == "dt-rows" and self.list_state.fingerprint:
             # An idle poll costs this one narrow query.
-            paginator = self.keyset_paginator(self.filtered(self.get_filterset(ResultFilterSet)))
+            filterset = self.get_filterset(self.get_filterset_class())
+            paginator = self.keyset_paginator(self.filtered(filterset))
             shown = paginator.page_queryset().values_list("pk", "status", "finished_at")
             if rows_fingerprint(list(shown)[: paginator.per_page]) == self.list_state.fingerprint:
                 return no_change()
@@ -67,7 +68,9 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
     @staticmethod
     def filtered(filterset: FilterSet) -> Any:
         """The rows the filters select (none when they are invalid), as FilterView.get does."""
-        return filterset.qs if filterset.is_valid() else filterset.queryset.none()
+        if not filterset.is_bound or filterset.is_valid():
+            return filterset.qs
+        return filterset.queryset.none()
 
     def keyset_paginator(self, rows: Any) -> KeysetPaginator:
         return KeysetPaginator(rows, self.per_page, **self.list_state.paginator_kwargs)

@@ -9,7 +9,7 @@ from django.test import SimpleTestCase
 
 from django_tasks_admin.filters import ResultFilterSet
 from django_tasks_admin.list_state import DEFAULT_SORT, ResultListState
-from django_tasks_admin.pagination import Page
+from django_tasks_admin.pagination import MAX_PER_PAGE, Page
 
 
 def state(query: str) -> ResultListState:
@@ -35,6 +35,12 @@ class ReadingTests(SimpleTestCase):
         s = state("status=&queue=&q=")
         assert not s.filters_active
         assert s.ignored == ()
+
+    def test_page_size_is_bounded_as_the_paginator_bounds_it(self):
+        assert state("per_page=0").per_page == 1
+        assert state("per_page=-3").per_page == 1
+        assert state(f"per_page={MAX_PER_PAGE + 1}").per_page == MAX_PER_PAGE
+        assert state(f"per_page={MAX_PER_PAGE + 1}").page_url() == f"?per_page={MAX_PER_PAGE}"
 
     def test_an_unknown_sort_or_page_size_is_ignored_and_reported(self):
         s = state("sort=-args_kwargs&per_page=lots&page=3")

@@ -181,6 +181,9 @@ class ListTests(DashboardTestCase):
         rest = self.client.get(url("changelist") + next_link)
         assert len(rest.context["page"].rows) == 1
         assert '<input type="hidden" name="per_page" value="2">' in content
+        for asked, shown in (("0", 1), ("-1", 1), ("1", 1)):
+            response = self.client.get(url("changelist", query=f"per_page={asked}"))
+            assert len(response.context["page"].rows) == shown, asked
 
     def test_filter_values_are_encoded_in_every_link(self):
         for _ in range(3):
