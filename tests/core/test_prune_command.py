@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from contextlib import redirect_stderr
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 from unittest import mock
 
+import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import SimpleTestCase, TestCase, override_settings
@@ -24,6 +27,7 @@ from django_tasks.backends.database.management.commands.prune_db_task_results im
     logger,
 )
 from django_tasks.backends.database.models import DBTaskResult
+from tests.worker_helpers import ROOT, worker_env
 
 DB_TASKS = {
     "default": {
@@ -276,3 +280,30 @@ class OptionConvertersTestCase(SimpleTestCase):
                 non_negative_float(bad)
         with self.assertRaisesMessage(Exception, "Must be greater than zero"):
             non_negative_float("-0.1")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("worker_backend")
+def test_manage_py_stdout_is_exactly_the_count_line() -> None:
+    """What a script reading `manage.py prune_db_task_results` gets: one line, no detail."""
+    make_finished(ResultStatus.COMPLETE, 30)
+    make_finished(ResultStatus.FAILED, 30, queue_name="other")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "django", "prune_db_task_results", *args],
+            capture_output=True,
+            text=True,
+            env=worker_env(),
+            cwd=ROOT,
+            timeout=120,
+        )
+
+    dry = run("--queue-name", "*", "--dry-run")
+    assert (dry.returncode, dry.stdout, dry.stderr) == (0, "Would delete 2 task result(s)\n", "")
+    detailed = run("--queue-name", "*", "--dry-run", "-v", "2")
+    assert detailed.stdout.splitlines()[-1] == "Would delete 2 task result(s)"
+    assert detailed.stdout.startswith("Pruning backend=default queues=* ")
+    done = run("--queue-name", "*")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "Deleted 2 task result(s)\n", "")
+    assert not DBTaskResult.objects.exists()
