@@ -38,7 +38,7 @@ class HeartbeatThread(threading.Thread):
         executors: ExecutorThreads,
         parent_pid: int | None = None,
     ) -> None:
-        super().__init__(name="db_worker-supervisor", daemon=True)
+        super().__init__(name="db_worker-heartbeat", daemon=True)
         self.options = options
         self.state = state
         self.db = db

@@ -36,7 +36,9 @@ class ProcessPool:
         self, options: WorkerOptions, *, child: Callable[[WorkerOptions, int], None]
     ) -> None:
         self.options = options
-        self.child = child  # runs a child: child(options, parent_pid); module-level, to pickle
+        # What each child runs: the same options, as one process rather than a pool.
+        self.child_options = replace(options, processes=1)
+        self.child = child  # child(child_options, parent_pid); module-level, so it pickles
         self.running = True
         self.forced = False
         self.wake = Wakeup()
@@ -67,10 +69,8 @@ class ProcessPool:
                 signal.signal(signum, handler)
 
     def spawn(self, slot: int) -> None:
-        # The child runs one process: the same options, but not a pool of its own.
-        options = replace(self.options, processes=1)
         process = self.context.Process(
-            target=self.child, args=(options, os.getpid()), name=f"db_worker-{slot}"
+            target=self.child, args=(self.child_options, os.getpid()), name=f"db_worker-{slot}"
         )
         process.start()
         self.children[slot] = (process, time.monotonic())

@@ -1,4 +1,4 @@
-"""The wake-up flag every worker thread waits on: executors, supervisors, the parent."""
+"""The wake-up flag every worker thread waits on: executors, the heartbeat thread, the pool."""
 
 from __future__ import annotations
 
