@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core import checks
+from django.core.checks import registry
 from django.test import SimpleTestCase, override_settings
+
+from django_tasks_admin.checks import check_htmx_middleware
 
 
 class HtmxMiddlewareCheckTests(SimpleTestCase):
-    def test_the_test_settings_pass(self):
-        assert not [e for e in checks.run_checks() if e.id == "django_tasks_admin.E001"]
+    def test_the_check_is_registered_and_the_test_settings_pass(self):
+        assert check_htmx_middleware in registry.registry.get_checks()
+        assert check_htmx_middleware() == []
 
     def test_missing_htmx_middleware_is_an_error(self):
         middleware = [m for m in settings.MIDDLEWARE if "django_htmx" not in m]
         with override_settings(MIDDLEWARE=middleware):
-            errors = [e for e in checks.run_checks() if e.id == "django_tasks_admin.E001"]
-        assert len(errors) == 1
+            errors = check_htmx_middleware()
+        assert [e.id for e in errors] == ["django_tasks_admin.E001"]
         assert "django_htmx.middleware.HtmxMiddleware" in errors[0].msg
