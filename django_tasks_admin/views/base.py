@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class DashboardMixin(ContextMixin):
-    """Admin context, and the view permission, for every dashboard page."""
+    """The admin's context, and the permission checks, of every dashboard view."""
 
     model_admin: TaskResultAdmin | None = None
     title: Any = ""
