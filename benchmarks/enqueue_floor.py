@@ -98,8 +98,8 @@ def inserter(task: Any, *, api_work: bool, result: bool) -> Callable[[], Any]:
     from django.db import connections, router
     from django.utils import timezone
 
-    from django_tasks.backends.database.writes import sender, statements
     from django_tasks.backends.database.models import DBTaskResult
+    from django_tasks.backends.database.writes import sender, statements
     from django_tasks.signals import task_enqueued
 
     command = sender._numbered_sql(

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 
+from django_tasks.backends.database.attempts import Attempt
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
-from django_tasks.task import ResultStatus
+from django_tasks.task import LIVE_STATUSES, ResultStatus
 from django_tasks.utils import exception_message
 
 from .formatting import duration_text, pretty_json, task_name
-from .live import LIVE_STATUSES, fingerprint
+from .live import fingerprint
 from .tracebacks import parse_traceback
 
 
@@ -57,7 +56,8 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         else None,
         # Newest first, numbered from the first attempt.
         "attempts": [
-            _attempt(a, number) for number, a in reversed(list(enumerate(result.attempts or [], 1)))
+            _attempt(a, number)
+            for number, a in reversed(list(enumerate(result.attempt_history, 1)))
         ],
         "worker": worker,
         "can_retry_this": result.status == ResultStatus.FAILED
@@ -67,20 +67,16 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
     }
 
 
-def _attempt(record: Any, number: int) -> dict[str, Any]:
-    record = record if isinstance(record, dict) else {}
-    times = {
-        key: parse_datetime(record[key]) if isinstance(record.get(key), str) else None
-        for key in ("enqueued_at", "started_at", "finished_at")
-    }
-    started: datetime | None = times["started_at"]
-    finished: datetime | None = times["finished_at"]
+def _attempt(attempt: Attempt, number: int) -> dict[str, Any]:
+    started, finished = attempt.started_at, attempt.finished_at
     return {
-        **times,
+        "enqueued_at": attempt.enqueued_at,
+        "started_at": started,
+        "finished_at": finished,
         "number": number,
-        "exception_class_path": record.get("exception_class_path") or "",
-        "message": record.get("message") or "",
-        "sections": parse_traceback(record.get("traceback")),
-        "worker_id": record.get("worker_id"),
+        "exception_class_path": attempt.exception_class_path or "",
+        "message": attempt.message or "",
+        "sections": parse_traceback(attempt.traceback),
+        "worker_id": attempt.worker_id,
         "running": duration_text(finished - started) if started and finished else None,
     }

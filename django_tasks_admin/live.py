@@ -8,11 +8,6 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django_htmx.middleware import HtmxDetails
 
-from django_tasks.task import ResultStatus
-
-LIVE_STATUSES = (ResultStatus.NEW, ResultStatus.RUNNING)
-FINISHED_STATUSES = (ResultStatus.COMPLETE, ResultStatus.FAILED)
-
 
 class HtmxHttpRequest(HttpRequest):
     """A request that went through django-htmx's HtmxMiddleware."""

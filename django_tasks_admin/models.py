@@ -8,7 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from django_tasks.backends.database.models import DBTaskResult
-from django_tasks.task import ResultStatus
+from django_tasks.task import FINISHED_STATUSES, ResultStatus
 
 RETRY_PERMISSION = "django_tasks_admin.retry_taskresult"
 PRUNE_PERMISSION = "django_tasks_admin.prune_taskresult"
@@ -62,7 +62,7 @@ class BulkRetry(models.Model):
 
     @property
     def finished(self) -> bool:
-        return self.status in (ResultStatus.COMPLETE, ResultStatus.FAILED)
+        return self.status in FINISHED_STATUSES
 
     @property
     def percent(self) -> int:

@@ -18,8 +18,9 @@ from django_htmx.http import HttpResponseStopPolling
 from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.task import FINISHED_STATUSES
 from django_tasks_admin.detail import result_context
-from django_tasks_admin.live import FINISHED_STATUSES, fingerprint, no_change
+from django_tasks_admin.live import fingerprint, no_change
 
 from .base import DashboardMixin
 

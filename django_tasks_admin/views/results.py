@@ -15,10 +15,11 @@ from django_filters.views import FilterView
 from django_tables2 import SingleTableMixin, Table
 
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.task import LIVE_STATUSES
 from django_tasks_admin import conf
 from django_tasks_admin.filters import ResultFilterSet, known_queue_names
 from django_tasks_admin.list_state import ResultListState, rows_fingerprint
-from django_tasks_admin.live import LIVE_STATUSES, no_change
+from django_tasks_admin.live import no_change
 from django_tasks_admin.pagination import KeysetPaginator
 from django_tasks_admin.tables import LIST_FIELDS, ResultTable
 

@@ -11,8 +11,8 @@ from django.db import DataError, IntegrityError, OperationalError, connection, t
 from django.db.transaction import TransactionManagementError
 from django.test import override_settings
 
-from django_tasks.backends.database.writes import sender as writes
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.writes import sender as writes
 from tests import tasks as test_tasks
 
 pytestmark = [

@@ -65,7 +65,7 @@ def claim_tasks(
             limit=limit,
         )
     # RETURNING gives rows in no particular order.
-    rows: list[DBTaskResult] = list(model._default_manager.db_manager(using).raw(statement, params))
+    rows = list(model.objects.db_manager(using).raw(statement, params))
     return sorted(rows, key=_model_order)
 
 
@@ -80,7 +80,7 @@ def claim_row(row: DBTaskResult, *, worker_id: UUID | str | None = None) -> None
     statement, params = ClaimSQL(connection).claim_ids([row.pk], now=now, worker_id=worker_id)
     if not sender.execute(connection, statement, params):
         raise DatabaseError(f"Task result {row.pk} could not be claimed: its row is gone")
-    row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id  # type: ignore[assignment]
+    row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id
 
 
 class ClaimSQL:
@@ -180,9 +180,8 @@ def _claim_tasks_portable(
     limit: int,
 ) -> list[DBTaskResult]:
     """Claim with the ORM's locking SELECT (skip locked), then UPDATE, in one transaction."""
-    model: Any = result_model()
     connection = connections[using]
-    ready = model.objects.using(using).ready().filter(backend_name=backend_name)
+    ready = result_model().objects.using(using).ready().filter(backend_name=backend_name)
     if queue_names is not None:
         ready = ready.filter(queue_name__in=list(queue_names))
     with exclusive_transaction(using):
@@ -196,7 +195,7 @@ def _claim_tasks_portable(
             )
             sender.execute(connection, statement, params)
     for row in rows:
-        row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id  # type: ignore[assignment]
+        row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id
     return rows
 
 
@@ -218,8 +217,7 @@ def release_tasks(
 
     ``ids`` limits this to those rows; ``exclude`` spares rows the worker is running.
     """
-    model: Any = result_model()
-    held = model.objects.filter(status=ResultStatus.RUNNING, worker_id=worker_id)
+    held = result_model().objects.filter(status=ResultStatus.RUNNING, worker_id=worker_id)
     if ids is not None:
         held = held.filter(pk__in=list(ids))
     excluded = list(exclude)

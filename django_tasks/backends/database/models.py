@@ -174,7 +174,7 @@ class DBTaskResult(models.Model):
         constraints = [
             # `check` was renamed `condition` in Django 5.1 (and removed in 6.0).
             models.CheckConstraint(  # type: ignore[call-overload]
-                **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},  # type: ignore[arg-type]
+                **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},
                 name="priority_range",
             )
         ]

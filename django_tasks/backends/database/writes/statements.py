@@ -7,18 +7,20 @@ The model is looked up through the app registry, so this package never imports
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
 from django.apps import apps
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Model
 from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from django_tasks.task import ResultStatus
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
 
 APP_LABEL = "django_tasks_database"
 
@@ -43,8 +45,9 @@ _JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "atte
 _UUID_FIELDS = frozenset({"id", "worker_id"})
 
 
-def result_model() -> type[Model]:
-    return apps.get_model(APP_LABEL, "DBTaskResult")
+def result_model() -> type[DBTaskResult]:
+    """The DBTaskResult model, from the app registry (this package can't import it)."""
+    return cast("type[DBTaskResult]", apps.get_model(APP_LABEL, "DBTaskResult"))
 
 
 def adapt(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
