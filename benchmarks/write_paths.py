@@ -17,7 +17,11 @@ batches on two connections to the same database:
   write path takes the cursor whenever queries are watched); it costs one
   Python call per statement.
 
-Each rate pools its batches; the last column is the cursor's rate over libpq's.
+- ``psycopg prepare=True``: the same statements on the first connection through
+  psycopg's own API, ``psycopg.Cursor(...).execute(sql, params, prepare=True)``
+  (server-side binding, prepared on first use), in place of the libpq sender.
+
+Each rate pools its batches; each other column is also shown as a ratio to libpq's.
 """
 
 from __future__ import annotations
@@ -102,26 +106,64 @@ def main() -> None:
 
         return update
 
-    ways: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
-        "enqueue() INSERT": (enqueue_on("default"), enqueue_on("ssb")),
-        "outcome UPDATE": (update_on("default"), update_on("ssb")),
+    ways: dict[str, tuple[Callable[[], Any], ...]] = {
+        "enqueue() INSERT": (
+            enqueue_on("default"),
+            enqueue_on("ssb"),
+            _with_psycopg_api(enqueue_on("default")),
+        ),
+        "outcome UPDATE": (
+            update_on("default"),
+            update_on("ssb"),
+            _with_psycopg_api(update_on("default")),
+        ),
     }
-    for libpq, cursor in ways.values():  # warm up: prepare on both connections
+    for writes in ways.values():  # warm up: prepare on every connection
         for _ in range(20):
-            libpq()
-            cursor()
-    print(f"{'statement':20}{'libpq':>12}{'cursor (server-side binding)':>32}{'ratio':>8}")
-    for way, (libpq, cursor) in ways.items():
-        spent = [0.0, 0.0]
+            for write in writes:
+                write()
+    heads = ["libpq", "cursor (server-side binding)", "psycopg prepare=True"]
+    print(f"{'statement':18}" + "".join(f"{head:>32}" for head in heads))
+    for way, writes in ways.items():
+        spent = [0.0] * len(writes)
         for _ in range(args.rounds):
-            for index, write in enumerate((libpq, cursor)):
+            for index, write in enumerate(writes):
                 began = time.perf_counter()
                 for _ in range(args.batch):
                     write()
                 spent[index] += time.perf_counter() - began
         rates = [args.rounds * args.batch / seconds for seconds in spent]
-        print(f"{way:20}{rates[0]:10,.0f}/s{rates[1]:30,.0f}/s{rates[1] / rates[0]:8.0%}")
+        cells = [f"{rates[0]:,.0f}/s"]
+        cells += [f"{rate:,.0f}/s ({rate / rates[0]:.0%})" for rate in rates[1:]]
+        print(f"{way:18}" + "".join(f"{cell:>32}" for cell in cells))
     ROUTE[0] = "default"
+
+
+def _with_psycopg_api(write: Callable[[], Any]) -> Callable[[], Any]:
+    """``write`` with the sender's libpq code swapped for psycopg's prepared execute."""
+    import psycopg
+
+    from django_tasks.backends.database.writes import sender
+
+    def execute(connection: Any, sql: str, params: list[Any], **kwargs: Any) -> int:
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, params, prepare=True)
+            return int(cursor.rowcount)
+
+    def send(connection: Any, sql: str, params: list[Any], **kwargs: Any) -> Any:
+        rowcount = execute(connection, sql, params)
+        return lambda: rowcount
+
+    def swapped() -> Any:
+        real = sender.send, sender.execute
+        sender.send, sender.execute = send, execute  # type: ignore[assignment]
+        try:
+            return write()
+        finally:
+            sender.send, sender.execute = real
+
+    return swapped
 
 
 def _through_cursor(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
