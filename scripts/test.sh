@@ -15,6 +15,11 @@
 #                                    so pytest prints where it hung), then killed 30 s later
 #   FAULTHANDLER_TIMEOUT=300         a test running longer dumps all threads' tracebacks
 #   SKIP_LINT=1                      skip the static checks in the default mode
+#   COVERAGE=0                       don't measure coverage (default 1: every pytest run, and
+#                                    the db_worker subprocesses its tests start, is measured
+#                                    with branch coverage; the runs are combined and the
+#                                    "coverage" step fails below [tool.coverage.report]
+#                                    fail_under -- enforced only without PYTEST_ARGS)
 #   TEST_SUMMARY_FILE=path           also write the final counts line there (.ci/run)
 #
 # Every step runs even when an earlier one failed.  The last line printed is
@@ -45,6 +50,9 @@ PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-1200}"
 FAULTHANDLER_TIMEOUT="${FAULTHANDLER_TIMEOUT:-300}"
 LINT_VENV=py311-dj52
 WORK="$(mktemp -d /tmp/django-tasks-test.XXXXXX)"
+COVERAGE="${COVERAGE:-1}"
+COV_DIR="$WORK/coverage"
+COV_VENV="" # the venv whose coverage combines and reports (the first measured run's)
 T0=$SECONDS
 
 # --- bookkeeping -------------------------------------------------------------
@@ -242,9 +250,21 @@ run_pytest() { # venv db
     log="$WORK/pytest-$venv-$db.log"
     local sqlite_dir="$WORK/sqlite-$venv-$db"
     mkdir -p "$sqlite_dir"
+    # Coverage data (parallel files, subprocesses' too) goes to $COV_DIR, combined at the end.
+    local runner=("$V/bin/python" -m pytest)
+    if [[ $COVERAGE == 1 ]]; then
+        if "$V/bin/python" -c 'import coverage' 2>/dev/null; then
+            runner=("$V/bin/python" -m coverage run -m pytest)
+            mkdir -p "$COV_DIR"
+            [[ -z "$COV_VENV" ]] && COV_VENV="$venv"
+        else
+            echo "coverage: not installed in $venv; this run is not measured"
+        fi
+    fi
     # shellcheck disable=SC2086
     TEST_DB="$db" DJANGO_TASKS_SQLITE_DIR="$sqlite_dir" DJANGO_TASKS_TEST_VENV="$venv" \
-        timeout -s INT -k 30 "$PYTEST_TIMEOUT" "$V/bin/python" -m pytest \
+        COVERAGE_FILE="$COV_DIR/.coverage" \
+        timeout -s INT -k 30 "$PYTEST_TIMEOUT" "${runner[@]}" \
         -o faulthandler_timeout="$FAULTHANDLER_TIMEOUT" ${PYTEST_ARGS:-} \
         </dev/null >"$log" 2>&1 &
     local pid=$!
@@ -300,6 +320,20 @@ run_pytest() { # venv db
 for r in "${RUNS[@]}"; do
     run_pytest "${r%%:*}" "${r#*:}"
 done
+
+# --- coverage ------------------------------------------------------------------
+# Branch coverage of django_tasks and django_tasks_admin over every run above (config:
+# [tool.coverage.*] in pyproject.toml).  The floor is enforced for whole-suite runs only:
+# a PYTEST_ARGS subset reports without failing.
+coverage_report() {
+    local py="$ROOT/.venvs/$COV_VENV/bin/python" floor=()
+    [[ -n "${PYTEST_ARGS:-}" ]] && floor=(--fail-under=0)
+    "$py" -m coverage combine --quiet --data-file="$COV_DIR/.coverage" "$COV_DIR" || return 1
+    "$py" -m coverage report --data-file="$COV_DIR/.coverage" "${floor[@]}"
+}
+if [[ -n "$COV_VENV" ]]; then
+    step coverage coverage_report
+fi
 
 # --- summary -------------------------------------------------------------------
 cleanup
