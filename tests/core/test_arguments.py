@@ -133,11 +133,12 @@ def test_nesting_at_the_limit_and_astral_characters_are_stored_equal(alias: str)
 
 @pytest.mark.django_db
 def test_arguments_that_do_not_bind_are_refused(alias: str) -> None:
-    for args, kwargs, error in [
+    cases: list[tuple[tuple[Any, ...], dict[str, Any], str]] = [
         ((1,), {}, "missing a required argument: 'b'"),
         ((1, 2, 3), {}, "too many positional arguments"),
         ((1, 2), {"nope": 1}, "got an unexpected keyword argument 'nope'"),
-    ]:
+    ]
+    for args, kwargs, error in cases:
         with pytest.raises(TypeError) as excinfo:
             takes_two.enqueue(*args, **kwargs)
         assert str(excinfo.value) == (
@@ -152,7 +153,7 @@ def test_arguments_that_do_not_bind_are_refused(alias: str) -> None:
 @pytest.mark.django_db
 def test_aenqueue_checks_the_binding_too(alias: str) -> None:
     with pytest.raises(TypeError, match="missing a required argument: 'b'"):
-        async_to_sync(takes_two.aenqueue)(1)
+        async_to_sync(takes_two.aenqueue)(1)  # type: ignore[call-arg]
     assert stored(alias) == 0
 
 
