@@ -106,6 +106,7 @@ def worker_env(tasks: dict[str, Any] | None = None, **extra: str) -> dict[str, s
     env["DJANGO_TASKS_TEST_DB_NAME"] = str(connection.settings_dict["NAME"])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env.pop("DJANGO_TASKS_WORKER_TASKS", None)
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT dumps every thread's stack (see wait())
     if tasks is not None:
         env["DJANGO_TASKS_WORKER_TASKS"] = json.dumps(tasks)
     env.update(extra)
@@ -153,6 +154,12 @@ class WorkerProcess:
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # Where is it stuck?  faulthandler writes each thread's stack to the output.
+            self.process.send_signal(signal.SIGABRT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
             self.kill()
             raise AssertionError(
                 f"db_worker did not exit within {timeout}s; output:\n{self.output()}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +18,7 @@ from django_tasks import ResultStatus
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from tests import tasks as test_tasks
 from tests.worker_helpers import (
+    ROOT,
     Workers,
     fail_with,
     record_run,
@@ -23,6 +26,7 @@ from tests.worker_helpers import (
     runs,
     started_then_sleep,
     wait_until,
+    worker_env,
 )
 from tests.worker_settings import WORKER_TASKS
 
@@ -307,6 +311,46 @@ def test_processes_children_run_with_the_parents_options(workers: Workers, runs_
     assert status_of(results[2]) == ResultStatus.NEW
     worker.send_signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.output()
+    assert not DBWorker.objects.exists()
+
+
+# A --processes parent where fork is unavailable (Windows): children are spawned, so
+# each imports the pool's entry point before Django is set up and unpickles the options.
+SPAWNING_POOL = """
+import multiprocessing
+import django
+
+django.setup()
+
+from django_tasks.backends.database.worker import WorkerOptions
+from django_tasks.backends.database.worker.process_pool import ProcessPool
+
+options = WorkerOptions.from_command_line(
+    queue_names=["a"], interval=0, batch=True, backend_name="default",
+    startup_delay=False, processes=2, threads=2,
+)
+pool = ProcessPool(options)
+pool.context = multiprocessing.get_context("spawn")
+pool.run()
+"""
+
+
+def test_spawned_children_run_with_the_parents_options(runs_file: str) -> None:
+    for i in range(20):
+        record_run.using(queue_name="a").enqueue(runs_file, str(i))
+    other_queue = record_run.enqueue(runs_file, "default")
+
+    process = subprocess.run(
+        [sys.executable, "-c", SPAWNING_POOL],
+        env=worker_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert process.returncode == 0, process.stderr
+    assert runs(runs_file) == {str(i): 1 for i in range(20)}, process.stderr
+    assert status_of(other_queue) == ResultStatus.NEW
     assert not DBWorker.objects.exists()
 
 

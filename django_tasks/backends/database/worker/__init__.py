@@ -16,17 +16,25 @@ One worker process (``process.Worker``) has:
   finish; the second aborts them, recording each FAILED.
 
 ``--processes N`` runs N such processes under a ``process_pool.ProcessPool``.
+
+The modules that import the models load on first use of their names here: a
+spawned ``--processes`` child imports ``process_pool`` before Django is set up.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from django_tasks.backends.database.writes import NOTIFY_CHANNEL
 
 from .db_calls import MAX_BACKOFF
-from .executor import BATCH_SECONDS
 from .options import DEFAULT_CLAIM_SIZE, WorkerOptions
-from .process import Worker
-from .threads import ABORT_GRACE
+
+if TYPE_CHECKING:
+    from .executor import BATCH_SECONDS
+    from .process import Worker
+    from .threads import ABORT_GRACE
 
 __all__ = [
     "ABORT_GRACE",
@@ -37,3 +45,11 @@ __all__ = [
     "Worker",
     "WorkerOptions",
 ]
+
+_LOADED_ON_USE = {"ABORT_GRACE": ".threads", "BATCH_SECONDS": ".executor", "Worker": ".process"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LOADED_ON_USE:
+        return getattr(import_module(_LOADED_ON_USE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

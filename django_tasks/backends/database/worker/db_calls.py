@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connections, router
 
-from django_tasks.backends.database.models import DBTaskResult
-
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
 T = TypeVar("T")
@@ -37,6 +35,9 @@ class DatabaseCalls:
     @cached_property
     def using(self) -> str:
         """The alias of the database holding the task rows."""
+        # Imported here: this module loads before Django's apps in a spawned child.
+        from django_tasks.backends.database.models import DBTaskResult
+
         return router.db_for_write(DBTaskResult)
 
     @cached_property

@@ -9,8 +9,6 @@ import threading
 from types import FrameType
 from typing import Any
 
-import django
-from django.apps import apps
 from django.db import InterfaceError, OperationalError
 
 from django_tasks.backends.database import services
@@ -59,7 +57,7 @@ class Worker:
         """Run until stopped by a signal (or, in batch mode, until no task is ready)."""
         options, state = self.options, self.state
         if options.processes > 1:
-            ProcessPool(options, child=run_child).run()
+            ProcessPool(options).run()
             return
 
         self._executors = executors = ExecutorThreads(options=options, state=state, db=self.db)
@@ -167,10 +165,3 @@ class Worker:
             # Like upstream: the task on the main thread is interrupted, and records
             # the failure (the other threads' tasks are aborted once it returns).
             raise SystemExit(1)
-
-
-def run_child(options: WorkerOptions, parent_pid: int) -> None:
-    """Run one ``--processes`` child: a worker process with the pool's options."""
-    if not apps.ready:  # spawned rather than forked
-        django.setup()
-    Worker(options, parent_pid=parent_pid).start()

@@ -12,7 +12,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 from typing import Any
@@ -32,13 +31,10 @@ ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
 class ProcessPool:
     """``--processes N``: run N worker processes, forward signals, replace crashed ones."""
 
-    def __init__(
-        self, options: WorkerOptions, *, child: Callable[[WorkerOptions, int], None]
-    ) -> None:
+    def __init__(self, options: WorkerOptions) -> None:
         self.options = options
         # What each child runs: the same options, as one process rather than a pool.
         self.child_options = replace(options, processes=1)
-        self.child = child  # child(child_options, parent_pid); module-level, so it pickles
         self.running = True
         self.forced = False
         self.wake = Wakeup()
@@ -70,7 +66,7 @@ class ProcessPool:
 
     def spawn(self, slot: int) -> None:
         process = self.context.Process(
-            target=self.child, args=(self.child_options, os.getpid()), name=f"db_worker-{slot}"
+            target=run_child, args=(self.child_options, os.getpid()), name=f"db_worker-{slot}"
         )
         process.start()
         self.children[slot] = (process, time.monotonic())
@@ -121,3 +117,16 @@ class ProcessPool:
                 except OSError:
                     pass
         self.wake.set()
+
+
+def run_child(options: WorkerOptions, parent_pid: int) -> None:
+    """Run one ``--processes`` child: a worker process with the pool's options."""
+    import django
+    from django.apps import apps
+
+    if not apps.ready:  # spawned rather than forked
+        django.setup()
+    # Imported once Django is set up: the worker's modules import the models.
+    from .process import Worker
+
+    Worker(options, parent_pid=parent_pid).start()
