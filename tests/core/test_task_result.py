@@ -202,6 +202,19 @@ class ExceptionAndTracebackTests(SimpleTestCase):
         assert result.exception.args == ("bad", 1)
         assert result.traceback == "django_tasks.exceptions.InvalidTaskError: ('bad', 1)\n"
 
+    def test_exception_that_cannot_be_rebuilt_is_none(self) -> None:
+        for exc_type, exc_args in [
+            ("tests.nowhere.LostError", ["gone"]),  # module gone
+            ("tests.tasks.noop_task.<locals>.Local", ["local"]),  # defined in a function
+            ("django_tasks.task.Task", []),  # not an exception
+            ("django.core.exceptions.ValidationError", []),  # needs an argument
+        ]:
+            data = {"exc_type": exc_type, "exc_args": exc_args, "exc_traceback": "text\n"}
+            result = with_private(make_result(ResultStatus.FAILED), _exception_data=data)
+            with self.subTest(exc_type):
+                assert result.exception is None
+                assert result.traceback == "text\n"
+
     def test_failed_without_data(self) -> None:
         result = make_result(ResultStatus.FAILED)
         assert result.exception is None

@@ -143,6 +143,85 @@ class JsonNormalizeTests(SimpleTestCase):
                 utils.json_normalize(value)
 
 
+class StrictJsonTests(SimpleTestCase):
+    """What a database can't keep as JSON is refused, naming the part."""
+
+    def test_values_are_refused_with_their_path(self) -> None:
+        deep: list[Any] = []
+        for _ in range(10_000):
+            deep = [deep]
+        for value, exc_type, message in [
+            (float("nan"), ValueError, "value can't be stored as JSON: nan (NaN and"),
+            ({"a": [1, -float("inf")]}, ValueError, "value['a'][1] can't be stored as JSON: -inf"),
+            (
+                {"s": "a\x00"},
+                ValueError,
+                "value['s'] can't be stored as JSON: a string holding a NUL",
+            ),
+            (
+                ["\udc00"],
+                ValueError,
+                "value[0] can't be stored as JSON: a string holding a lone surrogate ('\\udc00')",
+            ),
+            ({"\ud800": 1}, ValueError, "value can't be stored as JSON: a key holding a lone"),
+            ({float("nan"): 1}, ValueError, "value can't be stored as JSON: a key nan"),
+            (deep, ValueError, "value can't be stored as JSON: nested deeper than 100 levels"),
+            (
+                {"when": datetime.date(2024, 1, 1)},
+                TypeError,
+                "value['when'] is not JSON serializable: date",
+            ),
+            ({1j: 1}, TypeError, "value is not JSON serializable: a key of type complex"),
+        ]:
+            with self.subTest(message), pytest.raises(exc_type) as excinfo:
+                utils.json_normalize(value)
+            assert str(excinfo.value).startswith(message), str(excinfo.value)
+
+    def test_is_json_serializable_refuses_nan_and_infinity(self) -> None:
+        for value in (float("nan"), [float("inf")], {"a": -float("inf")}):
+            with self.subTest(value):
+                assert utils.is_json_serializable(value) is False
+
+    def test_name_prefixes_the_path(self) -> None:
+        with pytest.raises(ValueError, match=r"^Task return value\[0\] can't be stored"):
+            utils.json_normalize([float("inf")], name="Task return value")
+
+    def test_a_value_that_contains_itself(self) -> None:
+        loop: list[Any] = []
+        loop.append(loop)
+        with pytest.raises(ValueError, match="contains itself"):
+            utils.json_dumps_strict(loop)
+
+    def test_what_databases_keep_is_accepted_unchanged(self) -> None:
+        at_limit: list[Any] = []
+        for _ in range(utils.MAX_JSON_DEPTH - 1):
+            at_limit = [at_limit]
+        for value in [
+            "emoji \U0001f600 and \u00e9",
+            "\\u0000 and \\ud800 written out",  # backslashes, not the characters
+            {"k": [1.5, -0.0, 10**30, True, None]},
+            at_limit,
+        ]:
+            with self.subTest(repr(value)[:40]):
+                assert utils.json_normalize(value) == value
+                assert json.loads(utils.json_dumps_strict(value)) == value
+
+    def test_suspect_scan(self) -> None:
+        assert utils.json_text_is_suspect(json.dumps(["plain", 1, {"a": [2]}])) is False
+        assert utils.json_text_is_suspect(json.dumps("\U0001f600")) is False  # a valid pair
+        assert utils.json_text_is_suspect(json.dumps("\ud800")) is True
+        assert utils.json_text_is_suspect(json.dumps("\x00")) is True
+        assert utils.json_text_is_suspect(json.dumps([[]] * 200)) is False  # many, not deep
+        brackets_in_strings = json.dumps(["[" * 300])
+        assert utils.json_text_is_suspect(brackets_in_strings) is False
+
+    def test_add_note(self) -> None:
+        error = ValueError("message")
+        utils.add_note(error, "more")
+        assert str(error) == "message"
+        assert error.__notes__ == ["more"]
+
+
 class RetryTests(SimpleTestCase):
     def test_retries_three_times_by_default_and_reraises_last_error(self) -> None:
         errors = [ValueError("1"), ValueError("2"), ValueError("3")]
