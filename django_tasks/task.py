@@ -126,6 +126,8 @@ class Task(Generic[P, T]):
     def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Raise TypeError, before anything is stored, if the function can't take these."""
         signature = _signature(self.func)
+        if signature is None:
+            return
         try:
             signature.bind(*args, **kwargs)
         except TypeError as e:
@@ -168,9 +170,16 @@ class Task(Generic[P, T]):
 
 
 @lru_cache(maxsize=1024)
-def _signature(func: Callable[..., Any]) -> inspect.Signature:
-    """Return the signature of a task function (once: enqueue is a hot path)."""
-    return inspect.signature(func)
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """Return the signature of a task function, or None if it takes any arguments.
+
+    Cached: enqueue is a hot path.
+    """
+    signature = inspect.signature(func)
+    kinds = [p.kind for p in signature.parameters.values()]
+    if kinds == [inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD]:
+        return None
+    return signature
 
 
 def _plain(signature: inspect.Signature) -> inspect.Signature:
