@@ -82,24 +82,31 @@ class BaseTaskBackend(metaclass=ABCMeta):
         self.enqueue_on_commit: bool = bool(options.get("ENQUEUE_ON_COMMIT", True))
         self.options: dict[str, Any] = dict(options.get("OPTIONS", {}))
 
-    def _get_enqueue_on_commit_for_task(self, task: Task[Any, Any]) -> bool:
-        """Return whether this task's enqueue waits for a surrounding transaction to commit.
+    def _get_enqueue_on_commit_for_task(
+        self, task: Task[Any, Any], using: str | None = None
+    ) -> bool:
+        """Return whether enqueuing ``task`` now waits for a transaction to commit.
 
-        The task's own setting wins over the backend's; never without a database.
+        It does when the task asks to (its own setting wins over the backend's),
+        a database is configured, and the connection ``using`` (default: the
+        default database) is in a transaction: outside one, ``on_commit`` would
+        run the enqueue at once, and so does the backend.  Read from the
+        connection's own state, so a test that forbids database access (and so
+        never opens a transaction) gets False without anything being connected.
         """
         if isinstance(task.enqueue_on_commit, bool):
             wanted = task.enqueue_on_commit
         else:
             wanted = self.enqueue_on_commit
-        return wanted and has_databases()
+        return wanted and has_databases() and in_transaction(using)
 
     def _enqueue_or_defer(
         self, task: Task[Any, Any], func: Callable[[], None], using: str | None = None
     ) -> None:
         """Run ``func`` when the transaction on ``using`` commits, if the task waits for
-        commits and there is a transaction; otherwise now (as ``on_commit`` would)."""
+        a commit (see ``_get_enqueue_on_commit_for_task``); otherwise now."""
         using = using or DEFAULT_DB_ALIAS
-        if in_transaction(using) and self._get_enqueue_on_commit_for_task(task):
+        if self._get_enqueue_on_commit_for_task(task, using):
             transaction.on_commit(func, using=using)
         else:
             func()

@@ -64,10 +64,9 @@ class DatabaseBackend(BaseTaskBackend):
         args_kwargs_json = self._arguments_json(args, kwargs)
         using = router.db_for_write(_model())
         connection = connections[using]
-        in_transaction = connection_in_transaction(connection)
-        # Outside a transaction on_commit() would run it at once: so do we.
-        if in_transaction and self._get_enqueue_on_commit_for_task(task):
+        if self._get_enqueue_on_commit_for_task(task, using):
             return self._enqueue_on_commit(task, args_kwargs_json, using)
+        in_transaction = connection_in_transaction(connection)
         task_result = self._insert(
             task, args_kwargs_json, connection, in_transaction=in_transaction
         )
