@@ -3,9 +3,10 @@
     eval "$(scripts/pg.sh env)"     # a durable server: DJANGO_TASKS_PG_FAST=0 scripts/pg.sh start
     .venvs/py311-dj52/bin/python benchmarks/write_paths.py [--rounds 20] [--batch 200]
 
-The two writes on the hot path (``writes.insert_task`` behind ``enqueue()``, and
-``writes.update_outcome`` behind the worker's outcome) run in alternating
-batches on two connections to the same database:
+The two writes on the hot path run in alternating batches, each on its own and
+(for the INSERT) inside a whole ``enqueue()``: ``writes.insert_task`` (the
+INSERT, with its NOTIFY) and ``writes.update_outcome`` (the worker's outcome).
+Two connections to the same database:
 
 - ``libpq``: as shipped, on a connection with Django's default client-side
   binding: named prepared statements sent through libpq, the INSERT sent ahead
@@ -17,9 +18,13 @@ batches on two connections to the same database:
   write path takes the cursor whenever queries are watched); it costs one
   Python call per statement.
 
-- ``psycopg prepare=True``: the same statements on the first connection through
-  psycopg's own API, ``psycopg.Cursor(...).execute(sql, params, prepare=True)``
-  (server-side binding, prepared on first use), in place of the libpq sender.
+- ``psycopg Cursor``: the same statements on the first connection through
+  psycopg's own API, ``psycopg.Cursor(connection).execute(sql, params)``
+  (server-side binding; psycopg prepares a statement after ``prepare_threshold``
+  runs), in place of the libpq sender;
+- ``cursor (client-side binding)``: through Django's cursor on the first
+  connection (the default binding: the values are written into the SQL text,
+  which PostgreSQL parses and plans every time).
 
 Each rate pools its batches; each other column is also shown as a ratio to libpq's.
 """
@@ -30,6 +35,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,7 +83,7 @@ def main() -> None:
 
     from django_tasks.backends.database.models import DBTaskResult, DBWorker
     from django_tasks.backends.database.outcomes import Outcome
-    from django_tasks.backends.database.writes import update_outcome
+    from django_tasks.backends.database.writes import insert_task, update_outcome
     from tests.tasks import noop_task
 
     call_command("migrate", verbosity=0)
@@ -91,6 +97,25 @@ def main() -> None:
             return noop_task.enqueue()
 
         return enqueue
+
+    def insert_on(alias: str) -> Callable[[], Any]:
+        connection = connections[alias]
+
+        def insert() -> Any:
+            return insert_task(
+                connection,
+                in_transaction=False,
+                row_id=uuid.uuid4(),
+                enqueued_at=timezone.now(),
+                args_kwargs_json='{"args": [], "kwargs": {}}',
+                priority=0,
+                task_path=noop_task.module_path,
+                queue_name="default",
+                backend_name="default",
+                run_after=None,
+            )()
+
+        return insert
 
     rows = [noop_task.enqueue().db_result for _ in range(args.batch)]
     columns = Outcome.complete(None, started_at=timezone.now()).columns()
@@ -107,23 +132,31 @@ def main() -> None:
         return update
 
     ways: dict[str, tuple[Callable[[], Any], ...]] = {
-        "enqueue() INSERT": (
+        "insert_task()": (
+            insert_on("default"),
+            insert_on("ssb"),
+            _with_psycopg_api(insert_on("default")),
+            _watched(insert_on("default")),
+        ),
+        "enqueue()": (
             enqueue_on("default"),
             enqueue_on("ssb"),
             _with_psycopg_api(enqueue_on("default")),
+            _watched(enqueue_on("default")),
         ),
-        "outcome UPDATE": (
+        "update_outcome()": (
             update_on("default"),
             update_on("ssb"),
             _with_psycopg_api(update_on("default")),
+            _watched(update_on("default")),
         ),
     }
     for writes in ways.values():  # warm up: prepare on every connection
         for _ in range(20):
             for write in writes:
                 write()
-    heads = ["libpq", "cursor (server-side binding)", "psycopg prepare=True"]
-    print(f"{'statement':18}" + "".join(f"{head:>32}" for head in heads))
+    heads = ["libpq", "cursor (server-side)", "psycopg Cursor", "cursor (client-side)"]
+    print(f"{'statement':18}" + "".join(f"{head:>24}" for head in heads))
     for way, writes in ways.items():
         spent = [0.0] * len(writes)
         for _ in range(args.rounds):
@@ -135,12 +168,12 @@ def main() -> None:
         rates = [args.rounds * args.batch / seconds for seconds in spent]
         cells = [f"{rates[0]:,.0f}/s"]
         cells += [f"{rate:,.0f}/s ({rate / rates[0]:.0%})" for rate in rates[1:]]
-        print(f"{way:18}" + "".join(f"{cell:>32}" for cell in cells))
+        print(f"{way:18}" + "".join(f"{cell:>24}" for cell in cells))
     ROUTE[0] = "default"
 
 
 def _with_psycopg_api(write: Callable[[], Any]) -> Callable[[], Any]:
-    """``write`` with the sender's libpq code swapped for psycopg's prepared execute."""
+    """``write`` with the sender's libpq code swapped for psycopg's Cursor.execute."""
     import psycopg
 
     from django_tasks.backends.database.writes import sender
@@ -148,7 +181,7 @@ def _with_psycopg_api(write: Callable[[], Any]) -> Callable[[], Any]:
     def execute(connection: Any, sql: str, params: list[Any], **kwargs: Any) -> int:
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, prepare=True)
+            cursor.execute(sql, params)
             return int(cursor.rowcount)
 
     def send(connection: Any, sql: str, params: list[Any], **kwargs: Any) -> Any:
@@ -164,6 +197,17 @@ def _with_psycopg_api(write: Callable[[], Any]) -> Callable[[], Any]:
             sender.send, sender.execute = real
 
     return swapped
+
+
+def _watched(write: Callable[[], Any]) -> Callable[[], Any]:
+    """``write`` with a no-op execute wrapper on the default connection (Django's cursor)."""
+    from django.db import connections
+
+    def watched() -> Any:
+        with connections["default"].execute_wrapper(_through_cursor):
+            return write()
+
+    return watched
 
 
 def _through_cursor(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
