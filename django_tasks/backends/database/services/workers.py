@@ -30,6 +30,7 @@ from django_tasks.backends.database.options import (
 from django_tasks.backends.database.options import options_for
 from django_tasks.backends.database.results import task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
+from django_tasks.exceptions import InvalidTaskBackendError
 from django_tasks.signals import task_finished
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
@@ -55,8 +56,6 @@ class RecoveryOutcome:
 
 def heartbeat_timeout_for(backend_name: str | None) -> float:
     """Return the backend's ``OPTIONS["heartbeat_timeout"]`` in seconds (or the default)."""
-    from django_tasks.exceptions import InvalidTaskBackendError
-
     if backend_name is None:
         return DEFAULT_HEARTBEAT_TIMEOUT
     try:
