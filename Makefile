@@ -2,7 +2,7 @@
 #   make test                      everything CI runs (venvs, PostgreSQL, chromium, lint, pytest)
 #   make test TEST_ENVS=py311-dj52 PYTEST_ARGS="-x -k worker"
 #   make lint                      ruff, ruff format --check, mypy, django check, migrations
-#   make venvs                     create/refresh .venvs/{py311-dj52,py311-dj42,py312-dj6}
+#   make venvs                     create/refresh .venvs/{py311-dj52,py311-dj42,py312-dj60,py313-dj61}
 #   make pg-start / pg-stop        private PostgreSQL on 127.0.0.1:54329
 #   make demo / make bench
 #   make screenshots               browser tests, saving the README's docs/screenshots/*.png
@@ -10,7 +10,7 @@
 #   make clean                     remove venvs, caches, build artefacts, PostgreSQL data
 
 SHELL := /bin/bash
-VENVS := py311-dj52 py311-dj42 py312-dj6
+VENVS := py311-dj52 py311-dj42 py312-dj60 py313-dj61
 export TEST_ENVS PYTEST_ARGS
 
 .PHONY: test lint venvs demo bench screenshots format pg-start pg-stop clean

@@ -9,7 +9,14 @@
 #   TEST_ENVS="py311-dj52"           which pytest runs: a venv name (all of its runs) or
 #                                    VENV:DB (e.g. py311-dj52:postgres), space/comma separated.
 #                                    Default: py311-dj52:sqlite py311-dj52:postgres
-#                                             py311-dj42:sqlite py312-dj6:sqlite
+#                                             py311-dj42:sqlite py312-dj60:sqlite
+#                                             py313-dj61:sqlite py313-dj61:postgres
+#   BROWSER_RUNS="py313-dj61:sqlite" without TEST_ENVS (the default matrix), the browser
+#                                    tests (marker `browser`, real Chromium, ~25 s a run)
+#                                    run in these runs only: the others get
+#                                    -m "not browser" (a -m in PYTEST_ARGS overrides it).
+#                                    "all": every run.  An explicit TEST_ENVS runs them in
+#                                    every selected run.
 #   PYTEST_ARGS="-x -k worker"       extra pytest arguments (word-split)
 #   PYTEST_TIMEOUT=1200              seconds before one pytest run is interrupted (SIGINT,
 #                                    so pytest prints where it hung), then killed 30 s later
@@ -45,7 +52,14 @@ DO_PYTEST=1
 [[ "$MODE" == pytest || "${SKIP_LINT:-0}" == 1 ]] && DO_LINT=0
 [[ "$MODE" == lint ]] && DO_PYTEST=0
 
-DEFAULT_RUNS=(py311-dj52:sqlite py311-dj52:postgres py311-dj42:sqlite py312-dj6:sqlite)
+DEFAULT_RUNS=(py311-dj52:sqlite py311-dj52:postgres py311-dj42:sqlite py312-dj60:sqlite
+    py313-dj61:sqlite py313-dj61:postgres)
+# The default matrix runs the browser tests once, on the newest Django and Python.
+if [[ -z "${TEST_ENVS:-}" ]]; then
+    BROWSER_RUNS="${BROWSER_RUNS:-py313-dj61:sqlite}"
+else
+    BROWSER_RUNS="${BROWSER_RUNS:-all}"
+fi
 PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-1200}"
 FAULTHANDLER_TIMEOUT="${FAULTHANDLER_TIMEOUT:-300}"
 LINT_VENV=py311-dj52
@@ -252,6 +266,11 @@ run_pytest() { # venv db
     mkdir -p "$sqlite_dir"
     # Coverage data (parallel files, subprocesses' too) goes to $COV_DIR, combined at the end.
     local runner=("$V/bin/python" -m pytest)
+    local marker=() # before PYTEST_ARGS, so that a -m there wins (pytest keeps the last -m)
+    if [[ "$BROWSER_RUNS" != all && " ${BROWSER_RUNS//,/ } " != *" $venv:$db "* ]]; then
+        marker=(-m "not browser")
+        echo "(browser tests deselected here; they run in: $BROWSER_RUNS)"
+    fi
     if [[ $COVERAGE == 1 ]]; then
         if "$V/bin/python" -c 'import coverage' 2>/dev/null; then
             runner=("$V/bin/python" -m coverage run -m pytest)
@@ -265,7 +284,7 @@ run_pytest() { # venv db
     TEST_DB="$db" DJANGO_TASKS_SQLITE_DIR="$sqlite_dir" DJANGO_TASKS_TEST_VENV="$venv" \
         COVERAGE_FILE="$COV_DIR/.coverage" \
         timeout -s INT -k 30 "$PYTEST_TIMEOUT" "${runner[@]}" \
-        -o faulthandler_timeout="$FAULTHANDLER_TIMEOUT" ${PYTEST_ARGS:-} \
+        -o faulthandler_timeout="$FAULTHANDLER_TIMEOUT" "${marker[@]}" ${PYTEST_ARGS:-} \
         </dev/null >"$log" 2>&1 &
     local pid=$!
     CUR_PID=$pid

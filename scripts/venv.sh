@@ -36,7 +36,7 @@ VENV="$ROOT/.venvs/$NAME"
 mkdir -p "$ROOT/.venvs"
 
 # Resolve the interpreter (PYTHON_CMD may carry env assignments such as
-# "PYENV_VERSION=3.12.1 python3.12").
+# "PYENV_VERSION=3.12 python3.12").
 # shellcheck disable=SC2086
 PYTHON_EXE="$(cd / && env $PYTHON_CMD -c 'import sys; print(sys.executable)')" || {
     echo "venv.sh: interpreter '$PYTHON_CMD' not usable" >&2
