@@ -11,5 +11,8 @@ class TasksAppConfig(AppConfig):
     def ready(self) -> None:
         from . import signals  # noqa: F401  (connects the built-in receivers)
         from .checks import check_tasks
+        from .django_api import AVAILABLE, replace_django_check
 
         checks.register(check_tasks)
+        if AVAILABLE:
+            replace_django_check()

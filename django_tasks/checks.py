@@ -14,7 +14,7 @@ def check_tasks(
     app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 ) -> Iterable[CheckMessage]:
     """Yield the check messages of every configured backend."""
-    from . import tasks
+    from . import django_api, tasks
     from .backends.base import BaseTaskBackend
 
     for alias, params in tasks.settings.items():
@@ -25,7 +25,10 @@ def check_tasks(
         if backend_cls is not None and not (
             isinstance(backend_cls, type) and issubclass(backend_cls, BaseTaskBackend)
         ):
-            # A django.tasks backend in a project using both: Django checks it.
+            # One of Django 6's own backends, in a project using both APIs: this check
+            # stands in for django.tasks' (see TasksAppConfig.ready).
+            if django_api.AVAILABLE:
+                yield from django_api.django_backend_checks(alias)
             continue
         try:
             yield from tasks[alias].check()

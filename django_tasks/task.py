@@ -72,6 +72,15 @@ class Task(Generic[P, T]):
     run_after: datetime | None = None
     enqueue_on_commit: bool | None = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Django 6's ``django.tasks.task`` builds our backends' ``task_class`` with
+        # ``takes_context``, which only its own Task has: give it one.
+        if "takes_context" in kwargs and cls is Task:
+            from .django_api import build_django_task
+
+            return build_django_task(**kwargs)
+        return super().__new__(cls)
+
     def __post_init__(self) -> None:
         self.get_backend().validate_task(self)
 

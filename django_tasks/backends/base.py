@@ -16,6 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from django_tasks.django_api import is_django_task, validate_django_task
 from django_tasks.exceptions import InvalidTaskError
 from django_tasks.task import MAX_PRIORITY, MIN_PRIORITY, Task, TaskResult
 from django_tasks.utils import MAX_JSON_DEPTH, add_note, is_global_function, json_dumps_strict
@@ -63,6 +64,11 @@ class BaseTaskBackend(metaclass=ABCMeta):
     supports_async_task = False
     # Can results be retrieved later, from any thread or process?
     supports_get_result = False
+    # Are tasks run in priority order?  (Django 6's flag; django_tasks has always
+    # accepted priorities.)
+    supports_priority = True
+    # Can it run tasks defined with Django 6's django.tasks?
+    runs_django_tasks = False
 
     def __init__(
         self,
@@ -94,6 +100,8 @@ class BaseTaskBackend(metaclass=ABCMeta):
         connection's own state, so a test that forbids database access (and so
         never opens a transaction) gets False without anything being connected.
         """
+        if is_django_task(task):
+            return False  # django.tasks has no enqueue_on_commit: part of the transaction
         if isinstance(task.enqueue_on_commit, bool):
             wanted = task.enqueue_on_commit
         else:
@@ -112,7 +120,14 @@ class BaseTaskBackend(metaclass=ABCMeta):
             func()
 
     def validate_task(self, task: Task[Any, Any]) -> None:
-        """Raise InvalidTaskError if this backend cannot run ``task``."""
+        """Raise InvalidTaskError if this backend cannot run ``task``.
+
+        Tasks defined with Django 6's ``django.tasks`` get Django's rules and
+        ``InvalidTask`` instead.
+        """
+        if is_django_task(task):
+            validate_django_task(self, task)
+            return
         if not is_global_function(task.func):
             raise InvalidTaskError("Task function must be a globally importable function")
         if not self.supports_async_task and iscoroutinefunction(task.func):

@@ -18,7 +18,7 @@ from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from django_tasks.backends.base import BaseTaskBackend, connection_in_transaction
-from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.django_api import api_of, missing_result, signals_for
 from django_tasks.signals import task_enqueued
 from django_tasks.task import Task
 
@@ -50,6 +50,8 @@ class DatabaseBackend(BaseTaskBackend):
     supports_async_task = True
     # Results are rows: any process can read them.
     supports_get_result = True
+    # Tasks defined with Django 6's django.tasks run here too.
+    runs_django_tasks = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,7 +72,7 @@ class DatabaseBackend(BaseTaskBackend):
         task_result = self._insert(
             task, args_kwargs_json, connection, in_transaction=in_transaction
         )
-        task_enqueued.send(type(self), task_result=task_result)
+        signals_for(api_of(task)).enqueued.send(type(self), task_result=task_result)
         return task_result
 
     def _enqueue_on_commit(
@@ -112,6 +114,7 @@ class DatabaseBackend(BaseTaskBackend):
             queue_name=task.queue_name,
             run_after=task.run_after,
             backend_name=self.alias,
+            api=api_of(task),
         )
 
     def _insert(
@@ -154,6 +157,7 @@ class DatabaseBackend(BaseTaskBackend):
             queue_name=task.queue_name,
             backend_name=self.alias,
             run_after=task.run_after,
+            api=api_of(task),
         )
         try:
             return result()  # while the database commits the row
@@ -166,7 +170,7 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             return model.objects.get(id=result_id).task_result
         except (model.DoesNotExist, ValidationError):
-            raise ResultDoesNotExist(result_id) from None
+            raise missing_result(result_id) from None
 
     async def aget_result(self, result_id: str) -> TaskResult[Any]:
         """Return the result with this id, read from its row in one query."""
@@ -174,7 +178,7 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             return (await model.objects.aget(id=result_id)).task_result
         except (model.DoesNotExist, ValidationError):
-            raise ResultDoesNotExist(result_id) from None
+            raise missing_result(result_id) from None
 
     def check(self, **kwargs: Any) -> Iterable[messages.CheckMessage]:
         """Yield configuration errors: app not installed, SQLite not EXCLUSIVE."""

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 
+from django_tasks import django_api
 from django_tasks.task import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE_NAME,
@@ -35,6 +36,11 @@ from .claims import claim_row
 from .outcomes import Outcome, exception_data_for, record_outcome
 from .results import TaskResult, task_result_for
 from .utils import listened
+
+API_CHOICES = [
+    (django_api.OURS, "django_tasks"),
+    (django_api.DJANGO, "django.tasks"),
+]
 
 _CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
 
@@ -160,6 +166,10 @@ class DBTaskResult(models.Model):
     # and the failures of earlier attempts kept by retry().
     worker_id = models.UUIDField(_("worker id"), null=True, blank=True)
     attempts = models.JSONField(_("attempts"), default=list, blank=True)
+    # Which API enqueued the row, so it comes back in that API's shape.
+    api = models.CharField(
+        _("API"), max_length=16, choices=API_CHOICES, default=django_api.OURS, blank=True
+    )
 
     objects = DBTaskResultQuerySet.as_manager()
 
@@ -224,6 +234,7 @@ class DBTaskResult(models.Model):
         queue_name: str,
         run_after: datetime | None,
         backend_name: str,
+        api: str = django_api.OURS,
     ) -> DBTaskResult:
         """A NEW, unsaved row, as ``DBTaskResult(...)`` builds it, in a fraction of the time.
 
@@ -240,6 +251,7 @@ class DBTaskResult(models.Model):
                 queue_name=queue_name,
                 run_after=run_after,
                 backend_name=backend_name,
+                api=api,
             )
         # What __init__ would do with these values, minus its generic work.
         row = cls.__new__(cls)
@@ -260,15 +272,19 @@ class DBTaskResult(models.Model):
             exception_data=None,
             worker_id=None,
             attempts=[],
+            api=api,
         )
         return row
 
     @property
     def task(self) -> Task[Any, Any]:
-        """Import the task this row runs, configured as the row says."""
-        task = import_string(self.task_path)
+        """Import the task this row runs, configured as the row says.
 
-        if not isinstance(task, Task):
+        A task of either API: ``django_tasks`` or Django 6's ``django.tasks``.
+        """
+        task: Task[Any, Any] = import_string(self.task_path)
+
+        if not isinstance(task, Task) and not django_api.is_django_task(task):
             raise SuspiciousOperation(f"Task {self.id} does not point to a Task ({self.task_path})")
 
         return task.using(

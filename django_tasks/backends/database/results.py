@@ -1,10 +1,17 @@
-"""The TaskResult the database backend returns, built from a row."""
+"""The TaskResult the database backend returns, built from a row in its API's shape.
+
+Rows enqueued through ``django_tasks`` give this module's ``TaskResult``; rows
+enqueued through Django 6's ``django.tasks`` give Django's ``TaskResult``, whose
+``errors`` and ``worker_ids`` list every attempt, the earlier ones from the
+row's attempt history.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from django_tasks import django_api
 from django_tasks.task import ResultStatus, Task
 from django_tasks.task import TaskResult as BaseTaskResult
 
@@ -24,7 +31,9 @@ class TaskResult(BaseTaskResult[T]):
 
 
 def task_result_for(row: DBTaskResult, task: Task[Any, Any]) -> TaskResult[Any]:
-    """Build the row's TaskResult around an already resolved task."""
+    """Build the row's TaskResult around an already resolved task, in the row's API."""
+    if row.api == django_api.DJANGO:
+        return django_task_result_for(row, task)  # type: ignore[no-any-return]
     args_kwargs = row.args_kwargs
     result = TaskResult.__new__(TaskResult)
     # Twice per task in the worker: filling __dict__ skips the frozen dataclass's
@@ -44,3 +53,35 @@ def task_result_for(row: DBTaskResult, task: Task[Any, Any]) -> TaskResult[Any]:
         _exception_data=row.exception_data,
     )
     return result
+
+
+def django_task_result_for(row: DBTaskResult, task: Any) -> Any:
+    """Build Django's ``TaskResult`` for a row enqueued through ``django.tasks``."""
+    errors: list[tuple[str, str]] = []
+    worker_ids: list[str] = []
+    for attempt in row.attempt_history:
+        worker_ids.append(attempt.worker_id or "")
+        if attempt.exception_class_path:
+            errors.append(
+                (attempt.exception_class_path, attempt.traceback or attempt.message or "")
+            )
+    if row.started_at is not None:
+        worker_ids.append(normalize_uuid(row.worker_id) if row.worker_id else "")
+    data = row.exception_data
+    if row.status == ResultStatus.FAILED and isinstance(data, dict) and data.get("exc_type"):
+        errors.append((data["exc_type"], data.get("exc_traceback") or ""))
+    args_kwargs = row.args_kwargs
+    return django_api.django_result(
+        task=task,
+        id=normalize_uuid(row.pk),
+        status=ResultStatus(row.status),
+        enqueued_at=row.enqueued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        args=args_kwargs["args"],
+        kwargs=args_kwargs["kwargs"],
+        backend=row.backend_name,
+        errors=errors,
+        worker_ids=worker_ids,
+        return_value=row.return_value,
+    )

@@ -14,7 +14,7 @@ from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.outcomes import Outcome, exception_data_for, record_outcome
 from django_tasks.backends.database.results import task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
-from django_tasks.signals import task_finished, task_started
+from django_tasks.django_api import call, signals_for
 from django_tasks.task import ResultStatus, Task
 from django_tasks.utils import json_normalize
 
@@ -54,20 +54,21 @@ def run_task(
     worker_logger.info(
         "Task id=%s path=%s state=%s", task_result.id, db_result.task_path, ResultStatus.RUNNING
     )
+    signals = signals_for(db_result.api)
     try:
-        task_started.send(sender=backend_type, task_result=task_result)
+        signals.started.send(sender=backend_type, task_result=task_result)
         with call_guard():
-            return_value = task.call(*task_result.args, **task_result.kwargs)
+            return_value = call(task, task_result)
         outcome = Outcome.complete(json_normalize(return_value), started_at=started_at)
         saved = save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
     except BaseException as e:
         if not _save_failure(db_result, e, worker_id, save):
             return None
-        task_finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
+        signals.finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
         return ResultStatus.FAILED
     if not saved:
         return None
-    task_finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
+    signals.finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
     return ResultStatus.COMPLETE
 
 

@@ -30,8 +30,8 @@ from django_tasks.backends.database.options import (
 from django_tasks.backends.database.options import options_for
 from django_tasks.backends.database.results import task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
+from django_tasks.django_api import signals_for
 from django_tasks.exceptions import InvalidTaskBackendError
-from django_tasks.signals import task_finished
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
 
@@ -240,7 +240,7 @@ def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
             task = row.task
             raise WorkerLost(message)
         except WorkerLost:
-            task_finished.send(
+            signals_for(row.api).finished.send(
                 sender=type(task.get_backend()), task_result=task_result_for(row, task)
             )
         except Exception:  # the task vanished too: nothing to tell receivers about

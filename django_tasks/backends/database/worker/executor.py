@@ -19,7 +19,7 @@ from django.db import InterfaceError, OperationalError, connections
 
 from django_tasks.backends.database import services
 from django_tasks.backends.database.results import task_result_for
-from django_tasks.signals import task_finished
+from django_tasks.django_api import signals_for
 from django_tasks.task import ResultStatus
 
 from .db_calls import DatabaseCalls
@@ -253,4 +253,6 @@ def _send_finished(row: DBTaskResult) -> None:
         task = row.task
     except Exception:
         return
-    task_finished.send(sender=type(task.get_backend()), task_result=task_result_for(row, task))
+    signals_for(row.api).finished.send(
+        sender=type(task.get_backend()), task_result=task_result_for(row, task)
+    )

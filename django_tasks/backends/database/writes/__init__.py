@@ -45,6 +45,7 @@ def insert_task(
     queue_name: str,
     backend_name: str,
     run_after: datetime | None,
+    api: str,
 ) -> Pending:
     """Send the INSERT of a NEW row; return what waits for it (see ``sender.send``).
 
@@ -67,6 +68,7 @@ def insert_task(
         queue_name,
         backend_name,
         "[]",
+        api,
     ]
     with_run_after = run_after is not None
     if with_run_after:

@@ -39,6 +39,7 @@ INSERT_COLUMNS = (
     "queue_name",
     "backend_name",
     "attempts",
+    "api",
 )
 
 _JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "attempts"})
