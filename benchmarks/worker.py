@@ -99,6 +99,7 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
         print(f"{label:{width}}" + "".join(f"{cell:>26}" for cell in cells))
 
     def cell(db: str, value: float | None, bound: float | None = None, unit: str = "/s") -> str:
+        # Rows for Django 6's django.tasks are None on older Django.
         if value is None:
             return "-"
         text = f"{value:,.0f}{unit}"
@@ -124,6 +125,10 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
         "  single-row commits alongside, 1 client",
         [cell(db, enqueue[db]["commits"]) for db in dbs],
     )
+    row(
+        "  ... django.tasks task (% of django_tasks)",
+        [cell(db, enqueue[db].get("django_api"), enqueue[db]["autocommit"]) for db in dbs],
+    )
     row("enqueue, one transaction", [cell(db, enqueue[db]["transaction"]) for db in dbs])
     for processes in (1, 2, 4):
         row(
@@ -133,6 +138,18 @@ def print_table(results: dict[str, dict[str, Any]], tasks: int) -> None:
                     db,
                     results[db]["drain"][str(processes)],
                     results[db]["commits"][str(processes)] / 2,
+                )
+                for db in dbs
+            ],
+        )
+    for processes in (1, 4):
+        row(
+            f"  ... django.tasks, {processes} process(es) (% of django_tasks)",
+            [
+                cell(
+                    db,
+                    results[db]["drain_django_api"].get(str(processes)),
+                    results[db]["drain"][str(processes)],
                 )
                 for db in dbs
             ],
@@ -231,6 +248,13 @@ class Bench:
         result["commits"] = {str(n): best(lambda n=n: self.commit_rate(n)) for n in (1, 2, 4)}
         result["enqueue"] = self.enqueue_rates()
         result["drain"] = {str(p): best(lambda p=p: self.drain(processes=p)) for p in (1, 2, 4)}
+        result["drain_django_api"] = {}
+        if django.VERSION >= (6, 0):
+            from benchmarks.django_api_tasks import record_run
+
+            result["drain_django_api"] = {
+                str(p): best(lambda p=p: self.drain(processes=p, task=record_run)) for p in (1, 4)
+            }
         result["sleep"] = {
             f"{p}x{t}": best(lambda p=p, t=t: self.drain(processes=p, threads=t, seconds=0.01))
             for p, t in ((1, 8), (2, 8))
@@ -353,20 +377,29 @@ class Bench:
         commit rate drifts by 10 % or more from one minute to the next).  The
         one-transaction rate is the best of ``repeat`` runs.
         """
+        import django
         from django.db import transaction
 
         from django_tasks.backends.database.models import DBWorker
         from tests.tasks import noop_task
 
+        enqueuers: dict[str, Any] = {"autocommit": noop_task, "notifying": noop_task}
+        kinds = ["commits", "autocommit", "commits", "notifying"]
+        if django.VERSION >= (6, 0):
+            from benchmarks.django_api_tasks import noop_task as django_api_noop
+
+            enqueuers["django_api"] = django_api_noop
+            kinds += ["autocommit", "django_api"]  # the two APIs side by side
         self.reset()
         self.counter_table(1)
         execute, sql = commit_statement(self.db, os.environ["BENCH_DB_NAME"])
         worker = DBWorker.objects.create(host="bench", pid=0, backend_name="default")
         waiting = DBWorker.objects.filter(pk=worker.pk)
-        spent: dict[str, float] = dict.fromkeys(("commits", "autocommit", "notifying"), 0.0)
+        spent: dict[str, float] = dict.fromkeys(kinds, 0.0)
+        runs: Counter[str] = Counter()
         rounds = max(1, self.repeat * self.tasks // batch)
         for _ in range(rounds):
-            for kind in ("commits", "autocommit", "commits", "notifying"):
+            for kind in kinds:
                 if kind != "commits":
                     waiting.update(waiting=kind == "notifying")
                 began = time.perf_counter()
@@ -374,14 +407,12 @@ class Bench:
                     for _ in range(batch):
                         execute(sql, (0,))
                 else:
+                    enqueue = enqueuers[kind].enqueue
                     for _ in range(batch):
-                        noop_task.enqueue()
+                        enqueue()
                 spent[kind] += time.perf_counter() - began
-        rates = {
-            "commits": 2 * rounds * batch / spent["commits"],
-            "autocommit": rounds * batch / spent["autocommit"],
-            "notifying": rounds * batch / spent["notifying"],
-        }
+                runs[kind] += batch
+        rates = {kind: runs[kind] / spent[kind] for kind in runs}
 
         def in_transaction() -> float:
             self.reset()
@@ -395,10 +426,13 @@ class Bench:
         self.reset()
         return rates
 
-    def drain(self, *, processes: int, threads: int = 1, seconds: float = 0.0) -> float:
+    def drain(
+        self, *, processes: int, threads: int = 1, seconds: float = 0.0, task: Any = None
+    ) -> float:
         """Start idle workers, warm them up, enqueue in one transaction, time the drain.
 
         The drain is timed from the rows (first started_at to last finished_at).
+        ``task``: the task to drain (default: tests' ``record_run``, of django_tasks).
         """
         from django.db import transaction
         from django.db.models import Max, Min
@@ -406,6 +440,7 @@ class Bench:
         from django_tasks.backends.database.models import DBTaskResult
         from tests.worker_helpers import record_run
 
+        record_run = task or record_run
         self.reset()
         interval = "0.01" if self.db == "sqlite" else "1"
         worker = self.start_worker(

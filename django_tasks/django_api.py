@@ -122,6 +122,12 @@ if AVAILABLE:
     )
 
 
+if AVAILABLE:
+    _DJANGO_STATUSES = {
+        status: TaskResultStatus[name] for status, name in DJANGO_STATUS_NAMES.items()
+    }
+
+
 def django_result(
     *,
     task: Any,
@@ -137,22 +143,30 @@ def django_result(
     worker_ids: list[str],
     return_value: Any,
 ) -> Any:
-    """A ``django.tasks.TaskResult``; ``errors`` as (exception class path, traceback)."""
-    result = TaskResult(
-        task=task,
-        id=id,
-        status=TaskResultStatus[DJANGO_STATUS_NAMES[ResultStatus(status)]],
-        enqueued_at=enqueued_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        last_attempted_at=started_at,
-        args=args,
-        kwargs=kwargs,
-        backend=backend,
-        errors=[TaskError(exception_class_path=path, traceback=tb) for path, tb in errors],
-        worker_ids=worker_ids,
-    )
-    object.__setattr__(result, "_return_value", return_value)
+    """A ``django.tasks.TaskResult``; ``errors`` as (exception class path, traceback).
+
+    ``args`` and ``kwargs`` come from a row, JSON already: the fields are set
+    directly, without ``__post_init__``'s JSON round trip of them (twice per task
+    in the worker).
+    """
+    result = TaskResult.__new__(TaskResult)
+    fields = {
+        "task": task,
+        "id": id,
+        "status": _DJANGO_STATUSES[status],
+        "enqueued_at": enqueued_at,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "last_attempted_at": started_at,
+        "args": args,
+        "kwargs": kwargs,
+        "backend": backend,
+        "errors": [TaskError(exception_class_path=path, traceback=tb) for path, tb in errors],
+        "worker_ids": worker_ids,
+        "_return_value": return_value,
+    }
+    for name, value in fields.items():
+        object.__setattr__(result, name, value)
     return result
 
 

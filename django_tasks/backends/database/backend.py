@@ -35,10 +35,16 @@ T = TypeVar("T")
 
 def _model() -> type[DBTaskResult]:
     # Backends are built while settings load, before the app registry is ready:
-    # the model is imported when first used.
-    from .models import DBTaskResult
+    # the model is imported when first used (then kept: enqueue asks three times).
+    global _MODEL
+    if _MODEL is None:
+        from .models import DBTaskResult
 
-    return DBTaskResult
+        _MODEL = DBTaskResult
+    return _MODEL
+
+
+_MODEL: type[DBTaskResult] | None = None
 
 
 class DatabaseBackend(BaseTaskBackend):
