@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: run benchmarks/worker.py in the py311-dj52 venv against the private
+# `make bench`: run benchmarks/worker.py in the py313-dj61 venv (BENCH_VENV=NAME picks another) against the private
 # PostgreSQL (durable settings: fsync on; a server running in fast mode is restarted).
 # Arguments are passed to the benchmark.  The server is stopped afterwards unless it
 # was already running (BENCH_KEEP_PG=1 keeps it running regardless).
@@ -11,7 +11,8 @@ if [[ ! -f "$ROOT/benchmarks/worker.py" ]]; then
     echo "bench.sh: benchmarks/worker.py does not exist yet" >&2
     exit 1
 fi
-VENV="$("$ROOT/scripts/venv.sh" py311-dj52)"
+# Django 6.1: the table then has rows for tasks of both APIs (django.tasks is Django 6).
+VENV="$("$ROOT/scripts/venv.sh" "${BENCH_VENV:-py313-dj61}")"
 
 was_running=0
 "$ROOT/scripts/pg.sh" status >/dev/null 2>&1 && was_running=1
