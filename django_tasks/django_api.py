@@ -115,6 +115,14 @@ _OUR_SIGNALS = Signals(
     finished=our_signals.task_finished,
 )
 if AVAILABLE:
+
+    def _log_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        # Our backends' django.tasks runs are logged like the others ("state=SUCCESSFUL"),
+        # so db_worker's verbosity shows how each task ended, whichever API defined it.
+        if getattr(sender, "runs_django_tasks", False):
+            our_signals.log_task_finished(sender, task_result, **kwargs)
+
+    django_signals.task_finished.connect(_log_finished, dispatch_uid="django_tasks.log_finished")
     _DJANGO_SIGNALS = Signals(
         enqueued=django_signals.task_enqueued,
         started=django_signals.task_started,
