@@ -14,6 +14,7 @@ from django_tasks.utils import exception_message
 
 from .formatting import duration_text, pretty_json, task_name
 from .live import fingerprint
+from .tables import django_status_name
 from .tracebacks import parse_traceback
 
 
@@ -29,6 +30,8 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
     live = result.status in LIVE_STATUSES
     return {
         "result": result,
+        # django.tasks' name for the status, on its rows, where it differs from ours.
+        "django_status": django_status_name(result.status, result.api),
         "task_name": name,
         "task_module": module,
         "live": live,

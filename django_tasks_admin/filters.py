@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWidget
 
 from django_tasks import get_tasks_setting
-from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.models import API_CHOICES, DBTaskResult
 from django_tasks.task import ResultStatus
 
 
@@ -74,6 +74,17 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         field_name="backend_name",
         choices=database_backend_choices,
         empty_label=_("any"),
+    )
+    api = django_filters.ChoiceFilter(
+        label=_("API"),
+        field_name="api",
+        choices=API_CHOICES,
+        empty_label=_("any"),
+        widget=forms.Select(
+            attrs={
+                "title": _("Which API enqueued the task: django_tasks, or Django 6's django.tasks")
+            }
+        ),
     )
     priority = django_filters.RangeFilter(label=_("Priority"), widget=NumberRangeWidget)
     enqueued = django_filters.DateTimeFromToRangeFilter(

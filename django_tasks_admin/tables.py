@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
+from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
 
 from .formatting import duration_text, task_name, time_html
@@ -26,11 +27,42 @@ LIST_FIELDS = (
     "started_at",
     "finished_at",
     "run_after",
+    "api",
 )
 
+# The statuses django.tasks names otherwise (NEW: READY, COMPLETE: SUCCESSFUL).
+_DJANGO_NAMES = {
+    str(ours.value): theirs
+    for ours, theirs in django_api.DJANGO_STATUS_NAMES.items()
+    if ours.value != theirs
+}
 
-def status_html(status: str) -> SafeString:
-    return format_html('<span class="dt-status dt-status-{}">{}</span>', status.lower(), status)
+
+def django_status_name(status: str, api: str) -> str | None:
+    """What django.tasks calls ``status``, for a row it enqueued, where the name differs."""
+    return _DJANGO_NAMES.get(status) if api == django_api.DJANGO else None
+
+
+def status_html(status: str, api: str = django_api.OURS) -> SafeString:
+    """A status badge in our vocabulary; django.tasks' name, where it differs, as its title."""
+    other = django_status_name(status, api)
+    if other is None:
+        return format_html('<span class="dt-status dt-status-{}">{}</span>', status.lower(), status)
+    return format_html(
+        '<span class="dt-status dt-status-{}" title="{}">{}</span>',
+        status.lower(),
+        _("django.tasks: %(status)s") % {"status": other},
+        status,
+    )
+
+
+def api_html(api: str) -> SafeString:
+    """A small badge on rows that Django 6's django.tasks enqueued (nothing on ours)."""
+    if api != django_api.DJANGO:
+        return SafeString("")
+    return format_html(
+        '<span class="dt-api" title="{}">{}</span>', _("Enqueued with django.tasks"), api
+    )
 
 
 class ResultTable(tables.Table):  # type: ignore[misc]
@@ -68,6 +100,7 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         row_attrs = {
             "id": lambda record: f"dt-row-{record.pk}",
             "data-status": lambda record: record.status,
+            "data-api": lambda record: record.api,
         }
         empty_text = _("No task results match.")
         # Pages are sized by the view; but RequestConfig hands ?per_page=0 to paginate()
@@ -79,13 +112,17 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
 
     def render_status(self, record: DBTaskResult) -> SafeString:
-        return status_html(record.status)
+        return status_html(record.status, record.api)
 
     def render_task(self, value: str, record: DBTaskResult) -> SafeString:
         name, module = task_name(value)
         url = reverse(self.detail_url_name, args=[record.pk])
         return format_html(
-            '<a href="{}" class="dt-task">{}</a><small class="dt-abs">{}</small>', url, name, module
+            '<a href="{}" class="dt-task">{}</a>{}<small class="dt-abs">{}</small>',
+            url,
+            name,
+            api_html(record.api),
+            module,
         )
 
     def render_enqueued(self, value: Any, record: DBTaskResult) -> SafeString:

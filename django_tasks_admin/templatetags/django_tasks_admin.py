@@ -7,9 +7,10 @@ from datetime import datetime, timedelta
 from django import template
 from django.utils.safestring import SafeString
 
+from django_tasks import django_api
 from django_tasks_admin.formatting import duration_text, time_html
 from django_tasks_admin.list_state import ResultListState
-from django_tasks_admin.tables import status_html
+from django_tasks_admin.tables import api_html, status_html
 
 register = template.Library()
 
@@ -21,9 +22,15 @@ def dt_time(value: datetime | None, inline: bool = False) -> SafeString:
 
 
 @register.filter
-def dt_status(value: str) -> SafeString:
-    """A coloured status badge."""
-    return status_html(value)
+def dt_status(value: str, api: str = django_api.OURS) -> SafeString:
+    """A coloured status badge (``{{ row.status|dt_status:row.api }}``: with django.tasks' name)."""
+    return status_html(value, api)
+
+
+@register.filter
+def dt_api(value: str) -> SafeString:
+    """A badge naming django.tasks on the rows it enqueued (nothing on ours)."""
+    return api_html(value)
 
 
 @register.filter

@@ -11,6 +11,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
+from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks_admin.admin import TaskResultAdmin
@@ -307,3 +308,53 @@ class PruneTests(DashboardTestCase):
         )
         assert response.status_code == 400
         assert DBTaskResult.objects.count() == 6
+
+
+class BothApisTests(DashboardTestCase):
+    """Rows enqueued through Django 6's django.tasks are retried and pruned like ours."""
+
+    def test_retry_one_keeps_the_api_and_the_first_error(self):
+        row = make_failed("first", api=django_api.DJANGO)
+        response = self.client.post(url("retry", row.pk))
+        assert response.status_code == 302
+        row.refresh_from_db()
+        assert row.status == ResultStatus.NEW
+        assert row.api == django_api.DJANGO
+        assert row.attempts[0]["message"] == "first"
+
+    def test_retry_all_matching_one_api(self):
+        theirs = make_failed(api=django_api.DJANGO)
+        ours = make_failed()
+        preview = self.client.get(url("retry_matching", query="api=django.tasks"))
+        assert preview.status_code == 200
+        content = preview.content.decode()
+        assert "<li>API: <code>django.tasks</code></li>" in content
+        assert preview.context["preview"].retried == 1
+        # The form posts back to the same filters.
+        action = search(r'<form method="post" action="([^"]+)"', content)[1]
+        assert action.replace("&amp;", "&") == url("retry_matching", query="api=django.tasks")
+        response = self.client.post(url("retry_matching", query="api=django.tasks"))
+        assert response.status_code == 302
+        assert response["Location"] == url("changelist", query="api=django.tasks")
+        statuses = dict(DBTaskResult.objects.values_list("pk", "status"))
+        assert statuses == {theirs.pk: ResultStatus.NEW, ours.pk: ResultStatus.FAILED}
+
+    def test_retry_selected_rows_of_both_apis(self):
+        rows = [make_failed(api=django_api.DJANGO), make_failed()]
+        response = self.client.post(
+            url("actions"), {"action": "retry_selected", "ids": [str(r.pk) for r in rows]}
+        )
+        assert response.status_code == 302
+        assert set(DBTaskResult.objects.values_list("status", flat=True)) == {ResultStatus.NEW}
+
+    def test_prune_deletes_old_results_of_both_apis(self):
+        old = timezone.now() - timedelta(days=30)
+        make_complete(finished_at=old, api=django_api.DJANGO)
+        make_complete(finished_at=old)
+        recent = make_complete(api=django_api.DJANGO)
+        response = self.client.post(
+            url("prune"), {"backend": "default", "queue_name": "*", "min_age_days": "14"}
+        )
+        assert response.status_code == 302
+        assert "Deleted 2 task results." in messages_of(response)
+        assert list(DBTaskResult.objects.values_list("pk", flat=True)) == [recent.pk]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 from django.http import QueryDict
 from django.utils import timezone
 
+from django_tasks import django_api
 from django_tasks.task import ResultStatus
 from django_tasks_admin.filters import ResultFilterSet
 from django_tasks_admin.list_state import ResultListState
 
-from .utils import DashboardTestCase, make_complete, make_failed, make_row, url
+from .utils import DashboardTestCase, make_complete, make_failed, make_row, search, url
 
 
 class FilterTests(DashboardTestCase):
@@ -44,6 +46,21 @@ class FilterTests(DashboardTestCase):
         assert self.shown("backend=other") == {other.pk}
         # Only configured DatabaseBackend aliases are choices: anything else is invalid.
         assert self.shown("backend=immediate") == set()
+
+    def test_api(self):
+        ours = make_row()
+        theirs = make_row(api=django_api.DJANGO)
+        assert self.shown("api=django.tasks") == {theirs.pk}
+        assert self.shown("api=django_tasks") == {ours.pk}
+        assert self.shown("") == {ours.pk, theirs.pk}
+        # Only the two APIs are choices: anything else is invalid and shows nothing.
+        assert self.shown("api=celery") == set()
+
+    def test_api_filter_is_a_select_of_both_apis(self):
+        content = self.client.get(url("changelist", query="api=django.tasks")).content.decode()
+        select = search(r'<select name="api"[^>]*>.*?</select>', content, re.S)[0]
+        assert '<option value="django.tasks" selected>django.tasks</option>' in select
+        assert '<option value="django_tasks">django_tasks</option>' in select
 
     def test_priority_range(self):
         low = make_row(priority=-10)

@@ -48,6 +48,12 @@ class ReadingTests(SimpleTestCase):
         assert s.per_page is None
         assert s.ignored == ("sort=-args_kwargs", "per_page=lots", "page")
 
+    def test_the_api_is_a_filter(self):
+        s = state("api=django.tasks&sort=task&after=cur")
+        assert list(s.filters.items()) == [("api", "django.tasks")]
+        assert s.ignored == ()
+        assert s.filters_active
+
     def test_every_range_filter_reads_both_ends(self):
         s = state(
             "priority_max=9&enqueued_after=2026-01-01T10:00&enqueued_before=2026-01-02T10:00"
@@ -108,6 +114,22 @@ class UrlTests(SimpleTestCase):
         assert state("sort=task").retry_matching_link == "/retry-matching/"
         assert state("").filter_url == "/results/"
 
+    def test_the_api_filter_is_kept_in_every_link(self):
+        s = state("api=django.tasks&status=FAILED&sort=task&after=cur")
+        assert params(s.page_url(after="N")) == [
+            ("api", "django.tasks"),
+            ("status", "FAILED"),
+            ("sort", "task"),
+            ("after", "N"),
+        ]
+        assert ("api", "django.tasks") in params(s.sort_url("priority"))
+        assert ("api", "django.tasks") in params(s.poll_url("fp"))
+        assert ("api", "django.tasks") in params(s.current_url)
+        assert params(s.retry_matching_link) == [("api", "django.tasks"), ("status", "FAILED")]
+        assert params(s.filter_url) == [("api", "django.tasks"), ("status", "FAILED")]
+        # A filter of the form, not a hidden field beside it.
+        assert s.form_params == [("sort", "task")]
+
     def test_the_filter_form_keeps_sort_and_page_size(self):
         assert state("status=NEW&sort=task&per_page=3&after=x").form_params == [
             ("sort", "task"),
@@ -121,7 +143,7 @@ class SummaryTests(SimpleTestCase):
         s = state(
             "q=x&status=FAILED&queue=a,b&task=mail&backend=default&priority_min=1&priority_max=5"
             "&enqueued_after=2026-01-01T10:00&finished_before=2026-01-03T00:00"
-            "&id=00000000-0000-0000-0000-000000000001&sort=task&foo=1"
+            "&id=00000000-0000-0000-0000-000000000001&sort=task&foo=1&api=django.tasks"
         )
         summary = dict(s.filter_summary(ResultFilterSet(data=s.filters).form))
         assert summary == {
@@ -130,6 +152,7 @@ class SummaryTests(SimpleTestCase):
             "Queue": "a,b",
             "Task path": "mail",
             "Backend": "default",
+            "API": "django.tasks",
             "Priority": "min 1, max 5",
             "Enqueued": "after 2026-01-01T10:00",
             "Finished": "before 2026-01-03T00:00",

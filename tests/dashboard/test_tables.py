@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from django_tasks import django_api
 from django_tasks.task import ResultStatus
 from django_tasks_admin.list_state import DEFAULT_SORT, SORT_KEYS
 
@@ -47,3 +48,27 @@ class TableTests(DashboardTestCase):
         assert "runs <time" in row
         assert "in 1\xa0hour" in row or "in 2\xa0hours" in row
         assert f'data-status="{ResultStatus.NEW}"' in row
+
+    def test_rows_of_django_tasks_name_their_api_and_django_status(self):
+        theirs_complete = make_complete(api=django_api.DJANGO)
+        theirs_new = make_row(api=django_api.DJANGO)
+        theirs_failed = make_row(api=django_api.DJANGO, status=ResultStatus.FAILED)
+        ours_complete = make_complete()
+        content = self.client.get(url("changelist")).content.decode()
+
+        def row(result):
+            return search(rf'<tr [^>]*id="dt-row-{result.pk}"[^>]*>.*?</tr>', content, re.S)[0]
+
+        badge = '<span class="dt-api" title="Enqueued with django.tasks">django.tasks</span>'
+        # One status vocabulary (ours); django.tasks' name, where it differs, as a tooltip.
+        assert (
+            '<span class="dt-status dt-status-complete" title="django.tasks: SUCCESSFUL">'
+            "COMPLETE</span>" in row(theirs_complete)
+        )
+        assert badge in row(theirs_complete)
+        assert 'data-api="django.tasks"' in row(theirs_complete)
+        assert 'title="django.tasks: READY">NEW</span>' in row(theirs_new)
+        assert '<span class="dt-status dt-status-failed">FAILED</span>' in row(theirs_failed)
+        assert badge in row(theirs_failed)
+        assert '<span class="dt-status dt-status-complete">COMPLETE</span>' in row(ours_complete)
+        assert "dt-api" not in row(ours_complete)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.db import connection
@@ -9,6 +10,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from django_tasks.task import ResultStatus
 
@@ -48,6 +50,17 @@ class OverviewTests(DashboardTestCase):
         assert rows == [new.pk, old.pk]
         assert b"new one" in response.content
         assert url("change", new.pk).encode() in response.content
+
+    def test_overview_marks_failures_of_django_tasks(self):
+        theirs = make_failed("theirs", api=django_api.DJANGO)
+        ours = make_failed("ours")
+        content = self.client.get(url("overview")).content.decode()
+        cells = {
+            row.pk: search(rf'href="{url("change", row.pk)}">.*?</td>', content, re.S)[0]
+            for row in (theirs, ours)
+        }
+        assert 'class="dt-api"' in cells[theirs.pk]
+        assert 'class="dt-api"' not in cells[ours.pk]
 
     def test_overview_shows_workers_and_orphaned_tasks(self):
         live = DBWorker.objects.create(backend_name="default", host="web-1", pid=11, queues=["*"])
@@ -251,6 +264,32 @@ class DetailTests(DashboardTestCase):
         assert response.context["title"] == "calculate_meaning_of_life"
         assert "hx-get" not in search(r'<div id="dt-result"[^>]*>', content)[0]
 
+    def test_detail_shows_the_api_and_django_tasks_status_name(self):
+        theirs = make_complete(api=django_api.DJANGO)
+        content = self.client.get(url("change", theirs.pk)).content.decode()
+        head = search(r'<div class="dt-result-head">.*?</div>', content, re.S)[0]
+        assert 'dt-status-complete" title="django.tasks: SUCCESSFUL">COMPLETE</span>' in head
+        assert ">django.tasks: SUCCESSFUL</small>" in head
+        assert search(r"<th>API</th><td[^>]*><code>([^<]*)</code>", content)[1] == "django.tasks"
+
+        ours = make_complete()
+        content = self.client.get(url("change", ours.pk)).content.decode()
+        head = search(r'<div class="dt-result-head">.*?</div>', content, re.S)[0]
+        assert "django.tasks" not in head
+        assert search(r"<th>API</th><td[^>]*><code>([^<]*)</code>", content)[1] == "django_tasks"
+
+    def test_detail_names_django_status_only_where_it_differs(self):
+        for status, shown in (
+            (ResultStatus.NEW, "READY"),
+            (ResultStatus.RUNNING, None),
+            (ResultStatus.FAILED, None),
+            (ResultStatus.COMPLETE, "SUCCESSFUL"),
+        ):
+            row = make_row(api=django_api.DJANGO, status=status)
+            response = self.client.get(url("change", row.pk))
+            assert response.context["django_status"] == shown, status
+            assert (b"dt-status-other" in response.content) == bool(shown), status
+
     def test_detail_of_failure_shows_exception_and_chained_traceback(self):
         row = make_failed("it broke")
         response = self.client.get(url("change", row.pk))
@@ -353,6 +392,13 @@ class EscapingTests(DashboardTestCase):
             content = self.client.get(page).content.decode()
             assert XSS not in content
 
+    def test_an_unexpected_api_value_is_escaped(self):
+        row = make_failed(api="<b>x</b>")
+        for page in (url("changelist"), url("overview"), url("change", row.pk)):
+            content = self.client.get(page).content.decode()
+            assert "<b>x</b>" not in content
+        assert "&lt;b&gt;x&lt;/b&gt;" in self.client.get(url("change", row.pk)).content.decode()
+
     def test_xss_in_task_path_and_queue_is_escaped(self):
         make_failed(task_path=f"evil.{XSS}", queue_name=XSS)
         for page in (url("changelist"), url("overview")):
@@ -381,6 +427,8 @@ class QueryCountTests(DashboardTestCase):
                 started_at=now if i % 4 else None,
                 finished_at=now if i % 4 >= 2 else None,
                 exception_data=None,
+                # Both APIs: a column or badge per API must not cost a query per row.
+                api=django_api.DJANGO if i % 3 else django_api.OURS,
             )
             for i in range(n)
         )
