@@ -51,6 +51,18 @@ if AVAILABLE:
     class TaskResultDoesNotExist(ResultDoesNotExist, DjangoResultDoesNotExist):  # type: ignore[misc]
         """No result has this id: caught as either API's "does not exist" error."""
 
+    @dataclass(frozen=True, slots=True, kw_only=True)
+    class DjangoTaskWithOnCommit(DjangoTask):  # type: ignore[misc]
+        """Django's Task with our task class's ``enqueue_on_commit``.
+
+        Django 6.1's ``@task`` passes further keywords to the backend's
+        ``task_class``; ``enqueue_on_commit`` is the one ours accepts.  True waits
+        for the transaction to commit; False or None (Django's behaviour) is part
+        of it.
+        """
+
+        enqueue_on_commit: bool | None = None
+
 else:  # pragma: no cover - Django < 6
 
     class TaskResultDoesNotExist(ResultDoesNotExist):  # type: ignore[no-redef]
@@ -69,7 +81,15 @@ def api_of(task: object) -> str:
 
 def build_django_task(**kwargs: Any) -> Any:
     """Build the task ``django.tasks.task`` asked our backend's ``task_class`` for."""
+    if "enqueue_on_commit" in kwargs:
+        return DjangoTaskWithOnCommit(**kwargs)
     return DjangoTask(**kwargs)
+
+
+def django_task_waits_for_commit(task: Any) -> bool:
+    """Whether a ``django.tasks`` task asked to be enqueued on commit (see
+    ``DjangoTaskWithOnCommit``); by default its enqueue is part of the transaction."""
+    return getattr(task, "enqueue_on_commit", None) is True
 
 
 def validate_django_task(backend: BaseTaskBackend, task: Any) -> None:

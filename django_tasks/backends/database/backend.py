@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 import django
@@ -17,9 +17,19 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
-from django_tasks.backends.base import BaseTaskBackend, connection_in_transaction
-from django_tasks.django_api import api_of, missing_result, signals_for
-from django_tasks.signals import task_enqueued
+from django_tasks.backends.base import (
+    BaseTaskBackend,
+    connection_in_transaction,
+    has_databases,
+    in_transaction,
+)
+from django_tasks.django_api import (
+    api_of,
+    django_task_waits_for_commit,
+    is_django_task,
+    missing_result,
+    signals_for,
+)
 from django_tasks.task import Task
 
 from .options import KNOWN_OPTIONS, DatabaseOptions
@@ -81,6 +91,15 @@ class DatabaseBackend(BaseTaskBackend):
         signals_for(api_of(task)).enqueued.send(type(self), task_result=task_result)
         return task_result
 
+    def _get_enqueue_on_commit_for_task(
+        self, task: Task[Any, Any], using: str | None = None
+    ) -> bool:
+        """As the base class; a ``django.tasks`` task waits for a commit only when it
+        asked to with ``@task(enqueue_on_commit=True)`` (Django 6.1)."""
+        if is_django_task(task):
+            return django_task_waits_for_commit(task) and has_databases() and in_transaction(using)
+        return super()._get_enqueue_on_commit_for_task(task, using)
+
     def _enqueue_on_commit(
         self, task: Task[Any, T], args_kwargs_json: str, using: str
     ) -> TaskResult[T]:
@@ -96,9 +115,9 @@ class DatabaseBackend(BaseTaskBackend):
                 in_transaction=connection_in_transaction(connection),
                 row_id=pending.id,
             )
-            pending.enqueued_at = task_result.db_result.enqueued_at  # what enqueue() returned
+            pending.enqueued_at = cast(datetime, task_result.enqueued_at)  # what enqueue() returned
             pending._state.adding, pending._state.db = False, using
-            task_enqueued.send(type(self), task_result=task_result)
+            signals_for(api_of(task)).enqueued.send(type(self), task_result=task_result)
 
         transaction.on_commit(save_result, using=using)
         return pending.task_result_for(task)
