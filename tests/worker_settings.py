@@ -21,4 +21,4 @@ WORKER_TASKS: dict[str, Any] = {
     "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend", "QUEUES": []},
 }
 
-TASKS = json.loads(os.environ.get("DJANGO_TASKS_WORKER_TASKS") or "null") or WORKER_TASKS  # type: ignore[assignment]
+TASKS = json.loads(os.environ.get("DJANGO_TASKS_WORKER_TASKS") or "null") or WORKER_TASKS

@@ -125,7 +125,7 @@ class DatabaseBackendOptionsChecksTestCase(SimpleTestCase):
             assert backend.db_options == DatabaseOptions(
                 heartbeat_timeout=7.0, lost_tasks="requeue"
             )
-            assert tasks["default"].db_options is backend.db_options  # type: ignore[attr-defined]
+            assert tasks["default"].db_options is backend.db_options
             assert list(backend.check()) == []
 
     def test_missing_options_take_the_defaults(self) -> None:

@@ -263,7 +263,7 @@ class UsingTests(SimpleTestCase):
 
     def test_arguments_are_keyword_only(self) -> None:
         with pytest.raises(TypeError):
-            test_tasks.noop_task.using(5)  # type: ignore[misc]
+            test_tasks.noop_task.using(5)  # type: ignore[call-arg]
 
     def test_unknown_backend(self) -> None:
         with pytest.raises(InvalidTaskBackendError) as excinfo:

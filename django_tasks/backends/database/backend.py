@@ -40,6 +40,8 @@ from .writes import FAST_VENDORS, insert_task
 if TYPE_CHECKING:
     from .models import DBTaskResult
 
+__all__ = ["DatabaseBackend", "TaskResult"]
+
 T = TypeVar("T")
 
 
