@@ -1,6 +1,6 @@
 """Workers: registration, heartbeats, lost workers and the recovery of their tasks.
 
-Also their settings and what the dashboard shows of them.  Owned by the worker engineer.
+Also their settings (read from the backend's parsed options) and what the dashboard shows of them.
 """
 
 from __future__ import annotations
