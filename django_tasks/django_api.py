@@ -10,6 +10,7 @@ is imported).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from traceback import format_exception
 from typing import TYPE_CHECKING, Any
 
 import django
@@ -18,6 +19,7 @@ from django.dispatch import Signal
 from django_tasks import signals as our_signals
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
+from django_tasks.utils import exception_to_dict, get_module_path
 
 if TYPE_CHECKING:
     from django_tasks.backends.base import BaseTaskBackend
@@ -108,6 +110,25 @@ def validate_django_task(backend: BaseTaskBackend, task: Any) -> None:
     DjangoBaseTaskBackend.validate_task(backend, task)
 
 
+def exception_data(exc: BaseException) -> dict[str, Any]:
+    """What a ``django.tasks`` row stores of a failure: ``exception_to_dict(exc)``, or,
+    if the exception's arguments aren't JSON, the rest (Django's ``TaskError`` keeps
+    only the class path and the traceback) with the message as its one argument."""
+    try:
+        return dict(exception_to_dict(exc))
+    except Exception:
+        pass
+    try:
+        args = [str(exc)]
+    except Exception:
+        args = []
+    return {
+        "exc_type": get_module_path(type(exc)),
+        "exc_args": args,
+        "exc_traceback": "".join(format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
 def missing_result(result_id: str) -> ResultDoesNotExist:
     """The error for an unknown result id, which either API's callers can catch."""
     return TaskResultDoesNotExist(result_id)
@@ -163,6 +184,7 @@ def django_result(
     status: ResultStatus,
     enqueued_at: Any,
     started_at: Any,
+    last_attempted_at: Any,
     finished_at: Any,
     args: list[Any],
     kwargs: dict[str, Any],
@@ -185,7 +207,7 @@ def django_result(
         "enqueued_at": enqueued_at,
         "started_at": started_at,
         "finished_at": finished_at,
-        "last_attempted_at": started_at,
+        "last_attempted_at": last_attempted_at,
         "args": args,
         "kwargs": kwargs,
         "backend": backend,

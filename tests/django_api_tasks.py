@@ -120,3 +120,9 @@ def fail_with_local_exception(message: str) -> None:
         pass
 
     raise LocalError(message)
+
+
+@task(backend="default")
+def fail_with_unstorable_arguments() -> None:
+    """Raise an exception whose argument isn't JSON (so ``exc_args`` can't be stored)."""
+    raise ValueError(ValueError("not JSON"))

@@ -260,6 +260,20 @@ def test_an_exception_that_cannot_be_imported_back(api: ModuleType, workers: Wor
     assert_django_result(api.fail_with_local_exception.get_result(result.id), "FAILED")
 
 
+def test_an_exception_whose_arguments_cannot_be_stored(api: ModuleType, workers: Workers) -> None:
+    result = api.fail_with_unstorable_arguments.enqueue()
+    output = run_batch(workers)
+
+    result.refresh()
+    assert_django_result(result, "FAILED")
+    (error,) = result.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert error.exception_class is ValueError
+    assert 'raise ValueError(ValueError("not JSON"))' in error.traceback
+    assert error.traceback.endswith("ValueError: not JSON\n")
+    assert f"Task id={result.id} unable to save exception" not in output
+
+
 def test_a_task_whose_module_vanished_fails_and_the_worker_goes_on(
     worker_backend: None, api: ModuleType, workers: Workers, tmp_path: Path
 ) -> None:
@@ -303,6 +317,9 @@ def test_dashboard_retry_keeps_the_first_error(
     assert_django_result(result, "FAILED")
     (first_error,) = result.errors
     first_worker_ids = list(result.worker_ids)
+    first_started_at = result.started_at
+    assert first_started_at is not None
+    assert result.last_attempted_at == first_started_at
 
     # What the dashboard's retry action calls.
     assert services.retry(results=[result.id]) == services.RetryOutcome(retried=1, refused=0)
@@ -310,6 +327,11 @@ def test_dashboard_retry_keeps_the_first_error(
     assert_django_result(result, "READY")
     assert result.errors == [first_error]
     assert result.worker_ids == first_worker_ids
+    assert result.attempts == 1
+    # Attempted once, at first_started_at (which "started_at" keeps: the first attempt's).
+    assert result.last_attempted_at == first_started_at
+    assert result.started_at == first_started_at
+    assert result.finished_at is None
     run_batch(workers)
 
     result.refresh()
@@ -320,6 +342,11 @@ def test_dashboard_retry_keeps_the_first_error(
     assert first_error.traceback.endswith("ValueError: first run fails\n")
     assert result.attempts == 2
     assert result.worker_ids[0] == first_worker_ids[0]
+    assert result.started_at == first_started_at
+    assert result.last_attempted_at is not None
+    assert result.last_attempted_at > first_started_at
+    assert result.finished_at is not None
+    assert result.finished_at >= result.last_attempted_at
     assert Path(marker).read_text().split() == ["failed", "succeeded"]
 
     # Failing again keeps both errors, oldest first.
@@ -354,6 +381,9 @@ def test_takes_context_attempt_after_a_worker_lost_recovery(
         assert_django_result(result, "RUNNING")
         assert result.worker_ids == [str(lost)]
         assert result.attempts == 1
+        lost_started_at = result.started_at
+        assert lost_started_at is not None
+        assert result.last_attempted_at == lost_started_at
 
         outcome = services.recover_lost_tasks(backend_name="default", heartbeat_timeout=20)
         assert outcome == services.RecoveryOutcome(failed=0, requeued=1, workers_removed=1)
@@ -364,6 +394,7 @@ def test_takes_context_attempt_after_a_worker_lost_recovery(
         assert lost_error.exception_class_path == (
             "django_tasks.backends.database.services.WorkerLost"
         )
+        assert (result.started_at, result.last_attempted_at) == (lost_started_at,) * 2
 
         run_batch(workers, tasks=tasks_setting)
 
@@ -375,6 +406,8 @@ def test_takes_context_attempt_after_a_worker_lost_recovery(
     assert result.worker_ids[0] == str(lost)
     assert result.worker_ids[1] != str(lost)
     assert result.errors == [lost_error]
+    assert result.started_at == lost_started_at
+    assert result.last_attempted_at > lost_started_at
 
 
 def lost_worker_holding(result_id: str) -> uuid.UUID:

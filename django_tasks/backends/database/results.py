@@ -59,12 +59,18 @@ def django_task_result_for(row: DBTaskResult, task: Any) -> Any:
     """Build Django's ``TaskResult`` for a row enqueued through ``django.tasks``."""
     errors: list[tuple[str, str]] = []
     worker_ids: list[str] = []
-    for attempt in row.attempt_history:
+    history = row.attempt_history if row.attempts else []
+    for attempt in history:
         worker_ids.append(attempt.worker_id or "")
         if attempt.exception_class_path:
             errors.append(
                 (attempt.exception_class_path, attempt.traceback or attempt.message or "")
             )
+    # Django's started_at is the first attempt's start, last_attempted_at the latest's
+    # (a retried or recovered row is READY again, its earlier attempts in the history).
+    starts = [attempt.started_at for attempt in history if attempt.started_at is not None]
+    started_at = starts[0] if starts else row.started_at
+    last_attempted_at = row.started_at or (starts[-1] if starts else None)
     if row.started_at is not None:
         worker_ids.append(normalize_uuid(row.worker_id) if row.worker_id else "")
     data = row.exception_data
@@ -76,7 +82,8 @@ def django_task_result_for(row: DBTaskResult, task: Any) -> Any:
         id=normalize_uuid(row.pk),
         status=ResultStatus(row.status),
         enqueued_at=row.enqueued_at,
-        started_at=row.started_at,
+        started_at=started_at,
+        last_attempted_at=last_attempted_at,
         finished_at=row.finished_at,
         args=args_kwargs["args"],
         kwargs=args_kwargs["kwargs"],

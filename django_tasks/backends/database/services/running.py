@@ -10,6 +10,7 @@ from uuid import UUID
 
 from django.utils import timezone
 
+from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.outcomes import Outcome, exception_data_for, record_outcome
 from django_tasks.backends.database.results import task_result_for
@@ -119,7 +120,10 @@ def _save_failure(
     worker_id: UUID | str | None,
     save: Callable[[Callable[[], bool]], bool],
 ) -> bool:
-    exception_data = exception_data_for(db_result.pk, exc)
+    if db_result.api == django_api.DJANGO:
+        exception_data = django_api.exception_data(exc)  # errors[] needs no arguments
+    else:
+        exception_data = exception_data_for(db_result.pk, exc)
     outcome = Outcome.failed(exception_data, started_at=db_result.started_at)
     try:
         return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
