@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Tasks written with Django 6's ``django.tasks`` (tests.core.test_django_api).
 
 Import only where the default task backend is our DatabaseBackend: the
@@ -15,8 +16,8 @@ import json
 import os
 from typing import Any
 
-from django.tasks import TaskContext, task
 from django.tasks import signals as django_signals
+from django.tasks import task
 
 from django_tasks import signals as our_signals
 from tests.worker_helpers import _append
@@ -81,7 +82,7 @@ def record(path: str, token: str) -> str:
 
 
 @task(backend="default", takes_context=True)
-def with_context(context: TaskContext, path: str, token: str) -> dict[str, Any]:
+def with_context(context: Any, path: str, token: str) -> dict[str, Any]:
     """Record the attempt number; return what the context said."""
     _append(path, f"{token}:{context.attempt}")
     return {
@@ -93,7 +94,7 @@ def with_context(context: TaskContext, path: str, token: str) -> dict[str, Any]:
 
 
 @task(backend="default", takes_context=True)
-async def with_context_async(context: TaskContext, token: str) -> list[Any]:
+async def with_context_async(context: Any, token: str) -> list[Any]:
     return [token, context.attempt, context.task_result.id]
 
 

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """Django 6's ``django.tasks`` on our DatabaseBackend, end to end with real ``db_worker``s.
 
 Issue 11 ("What a Django 6 user gets", "Also"): tasks written with ``from
