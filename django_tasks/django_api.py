@@ -223,7 +223,14 @@ def django_result(
 def call(task: Any, task_result: Any) -> Any:
     """Run ``task`` with the result's arguments (a ``TaskContext`` first if it takes one)."""
     if is_django_task(task) and task.takes_context:
-        context = TaskContext(task_result=task_result)
+        context_result = task_result
+        if not isinstance(task_result, TaskResult):
+            # A row enqueued through django_tasks before its module moved to django.tasks:
+            # the context is Django's (its ``attempt`` reads ``attempts``).
+            from django_tasks.backends.database.results import django_task_result_for
+
+            context_result = django_task_result_for(task_result.db_result, task)
+        context = TaskContext(task_result=context_result)
         return task.call(context, *task_result.args, **task_result.kwargs)
     return task.call(*task_result.args, **task_result.kwargs)
 

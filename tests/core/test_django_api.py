@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from io import StringIO
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import django
 import pytest
@@ -741,6 +741,33 @@ def test_rows_of_a_django_5_project_still_run_in_their_shape(
     assert isinstance(result, OurTaskResult)
     assert result.status == ResultStatus.COMPLETE
     assert result.return_value == "old"
+
+
+def test_rows_enqueued_before_a_module_moved_to_django_tasks_still_run(
+    api: ModuleType, workers: Workers, runs_file: str
+) -> None:
+    # Enqueued by django_tasks code; the module then moved to django.tasks (same paths).
+    rows = [
+        DBTaskResult.objects.create(
+            task_path=path, args_kwargs={"args": args, "kwargs": {}}, backend_name="default"
+        )
+        for path, args in [
+            ("tests.django_api_tasks.add", [2, 2]),
+            ("tests.django_api_tasks.with_context", [runs_file, "moved"]),
+        ]
+    ]
+    run_batch(workers)
+
+    # Each row comes back in the API that enqueued it: django_tasks'.
+    added = api.add.get_result(str(rows[0].pk))
+    with_context = api.with_context.get_result(str(rows[1].pk))
+    assert isinstance(added, OurTaskResult)
+    assert isinstance(with_context, OurTaskResult)
+    assert added.status == ResultStatus.COMPLETE
+    assert added.return_value == 4
+    assert with_context.status == ResultStatus.COMPLETE, with_context.traceback
+    assert cast(Any, with_context.return_value)["attempt"] == 1
+    assert runs(runs_file) == {"moved:1": 1}
 
 
 def test_prune_deletes_old_finished_rows_of_both_apis(
