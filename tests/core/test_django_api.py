@@ -795,6 +795,40 @@ def test_prune_deletes_old_finished_rows_of_both_apis(
         theirs.refresh()
 
 
+def test_our_database_backend_beside_djangos_own_immediate_backend(
+    api: ModuleType, workers: Workers
+) -> None:
+    tasks_module = dj()
+    both = {
+        "default": PLAIN_TASKS["default"],
+        "django": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+    }
+    with override_settings(TASKS=both):
+        immediate = api.add.using(backend="django").enqueue(3, 4)
+        queued = api.add.enqueue(5, 6)
+        assert type(tasks_module.task_backends["django"]).__module__ == (
+            "django.tasks.backends.immediate"
+        )
+        assert_django_result(immediate, "SUCCESSFUL")
+        assert immediate.return_value == 7
+        assert not DBTaskResult.objects.filter(backend_name="django").exists()
+
+        run_batch(workers, tasks=both)
+        queued.refresh()
+        assert queued.return_value == 11
+
+        check = subprocess.run(
+            [sys.executable, "-m", "django", "check"],
+            env=worker_env(both),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert check.returncode == 0, check.stderr
+    assert "System check identified no issues" in check.stdout
+
+
 def test_manage_py_check_reports_our_backends_errors_once(api: ModuleType) -> None:
     tasks_setting = {"default": {**WORKER_TASKS["default"], "OPTIONS": {"lost_tasks": "retry"}}}
     process = subprocess.run(
