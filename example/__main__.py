@@ -22,7 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# Django 6 has its own django.tasks: the demo then defines tasks both ways.
+DJANGO_TASKS_API = django.VERSION >= (6, 0)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -45,8 +51,6 @@ def setup(reset: bool) -> None:
     if reset and data_dir.exists():
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-
-    import django
 
     django.setup()
     from django.core.management import call_command
@@ -104,6 +108,11 @@ def seed() -> int:
     results.append(
         tasks.generate_report.using(run_after=now + timedelta(minutes=2)).enqueue("nightly", 500)
     )
+    if DJANGO_TASKS_API:
+        # Django 6: tasks written with django.tasks, on the same backend and worker.
+        from example import django_tasks6
+
+        results.extend(django_tasks6.seed())
     _seed_old_results(now)
     return len(results)
 
@@ -122,11 +131,15 @@ def _seed_old_results(now: Any) -> None:
     for i in range(30):
         finished = now - timedelta(days=15 + i, minutes=random.randint(0, 600))
         failed = i % 6 == 0
+        theirs = DJANGO_TASKS_API and i % 6 == 3  # a few from django.tasks on Django 6
         rows.append(
             DBTaskResult(
                 task_path="example.tasks.charge_card"
                 if failed
+                else "example.django_tasks6.send_digest"
+                if theirs
                 else "example.tasks.send_welcome_email",
+                api="django.tasks" if theirs else "django_tasks",
                 queue_name="default" if failed else "emails",
                 backend_name="default",
                 args_kwargs={
@@ -169,6 +182,10 @@ def trickle(stop: threading.Event) -> None:
                 tasks.parse_invoice.enqueue(json.dumps({"number": f"INV-{n}", "lines": []}))
             else:
                 tasks.generate_report.enqueue(f"adhoc-{n}", n * 10)
+            if DJANGO_TASKS_API and random.random() < 0.4:
+                from example import django_tasks6
+
+                django_tasks6.trickle(n)
         except Exception as e:  # keep the demo running (e.g. database locked for a moment)
             print(f"trickle: {e}", file=sys.stderr)
         finally:
@@ -240,7 +257,13 @@ def main(argv: list[str]) -> int:
         f"  Log in as: admin / {passwords['admin']}   (read-only: viewer / {passwords['viewer']})\n"
         f"  A db_worker runs every queue{' (disabled)' if args.no_worker else ''}; "
         "new tasks arrive every few seconds. Ctrl-C stops everything.\n"
-        f"  Task logs: {log_file}\n",
+        f"  Task logs: {log_file}\n"
+        + (
+            "  Tasks written both ways: example/tasks.py (django_tasks) and"
+            " example/django_tasks6.py (Django's django.tasks).\n"
+            if DJANGO_TASKS_API
+            else ""
+        ),
         flush=True,
     )
     try:

@@ -13,11 +13,16 @@ import time
 import urllib.request
 from pathlib import Path
 
+import django
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 pytestmark = pytest.mark.slow
+
+# On Django 6 the demo also defines tasks with django.tasks (example/django_tasks6.py).
+DJANGO_TASKS_API = django.VERSION >= (6, 0)
+TABLE = "django_tasks_database_dbtaskresult"
 
 
 def demo_env(data_dir: Path) -> dict[str, str]:
@@ -56,6 +61,18 @@ def test_seed_only(tmp_path: Path) -> None:
     db = tmp_path / "demo.sqlite3"
     assert count(db, "SELECT COUNT(*) FROM django_tasks_database_dbtaskresult") > 40
     assert (tmp_path / "static" / "staticfiles.json").exists()  # collectstatic for WhiteNoise
+    theirs = count(db, f"SELECT COUNT(*) FROM {TABLE} WHERE api = 'django.tasks'")
+    ours = count(db, f"SELECT COUNT(*) FROM {TABLE} WHERE api = 'django_tasks'")
+    assert ours > 40
+    if DJANGO_TASKS_API:
+        # Enqueued through django.tasks (not only old rows written directly).
+        assert (
+            count(db, f"SELECT COUNT(*) FROM {TABLE} WHERE api = 'django.tasks' AND status = 'NEW'")
+            >= 9
+        )
+        assert theirs >= 14
+    else:
+        assert theirs == 0
 
 
 def test_demo_serves_the_dashboard_and_runs_tasks(tmp_path: Path) -> None:
@@ -89,6 +106,34 @@ def test_demo_serves_the_dashboard_and_runs_tasks(tmp_path: Path) -> None:
         while time.monotonic() < deadline and count(db, failed) < 3:
             time.sleep(0.5)
         assert count(db, failed) >= 3
+        if DJANGO_TASKS_API:
+            # The same worker runs the django.tasks tasks: each kind finishes as it should.
+            done = (
+                f"SELECT COUNT(DISTINCT task_path || ':' || status) FROM {TABLE}"
+                " WHERE api = 'django.tasks' AND status IN ('COMPLETE', 'FAILED')"
+                " AND enqueued_at > datetime('now', '-1 day')"
+            )
+            while time.monotonic() < deadline and count(db, done) < 4:
+                time.sleep(0.5)
+            with sqlite3.connect(db, timeout=20) as connection:
+                finished = set(
+                    connection.execute(
+                        f"SELECT task_path, status FROM {TABLE} WHERE api = 'django.tasks'"
+                        " AND status IN ('COMPLETE', 'FAILED')"
+                        " AND enqueued_at > datetime('now', '-1 day')"
+                    )
+                )
+                context = connection.execute(
+                    f"SELECT return_value FROM {TABLE} WHERE status = 'COMPLETE'"
+                    " AND task_path = 'example.django_tasks6.rebuild_search_index'"
+                ).fetchone()
+            assert finished == {
+                ("example.django_tasks6.rebuild_search_index", "COMPLETE"),
+                ("example.django_tasks6.send_digest", "COMPLETE"),
+                ("example.django_tasks6.import_feed", "COMPLETE"),
+                ("example.django_tasks6.import_feed", "FAILED"),
+            }
+            assert '"attempt": 1' in context[0]  # takes_context: TaskContext passed
         # Static files come from WhiteNoise, under their hashed names (DEBUG is off).
         css = re.search(r'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', login)
         assert css is not None
@@ -103,6 +148,7 @@ def test_demo_serves_the_dashboard_and_runs_tasks(tmp_path: Path) -> None:
             raise
     assert demo.returncode == 0, output
     assert "Log in as: admin / demo-password" in output
+    assert ("Tasks written both ways" in output) == DJANGO_TASKS_API
     # Every child (worker, server) is gone with the demo.
     with pytest.raises(ProcessLookupError):
         os.killpg(demo.pid, 0)
