@@ -19,7 +19,7 @@ from django.dispatch import Signal
 from django_tasks import signals as our_signals
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
-from django_tasks.utils import exception_to_dict, get_module_path
+from django_tasks.utils import exception_message, exception_to_dict, get_module_path
 
 if TYPE_CHECKING:
     from django_tasks.backends.base import BaseTaskBackend
@@ -126,6 +126,15 @@ def exception_data(exc: BaseException) -> dict[str, Any]:
         "exc_type": get_module_path(type(exc)),
         "exc_args": args,
         "exc_traceback": "".join(format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def without_nul(data: dict[str, Any]) -> dict[str, Any]:
+    """``exception_data(...)`` with NUL bytes (which PostgreSQL refuses) written as ``\\x00``."""
+    return {
+        "exc_type": data["exc_type"].replace("\x00", "\\x00"),
+        "exc_args": [exception_message(data["exc_args"]).replace("\x00", "\\x00")],
+        "exc_traceback": data["exc_traceback"].replace("\x00", "\\x00"),
     }
 
 

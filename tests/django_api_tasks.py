@@ -127,3 +127,9 @@ def fail_with_local_exception(message: str) -> None:
 def fail_with_unstorable_arguments() -> None:
     """Raise an exception whose argument isn't JSON (so ``exc_args`` can't be stored)."""
     raise ValueError(ValueError("not JSON"))
+
+
+@task(backend="default")
+def fail_with_nul() -> None:
+    """Raise an exception whose text has a NUL byte (which PostgreSQL's text refuses)."""
+    raise ValueError("before\x00after")

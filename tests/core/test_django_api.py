@@ -275,6 +275,21 @@ def test_an_exception_whose_arguments_cannot_be_stored(api: ModuleType, workers:
     assert f"Task id={result.id} unable to save exception" not in output
 
 
+def test_an_exception_whose_text_has_a_nul_byte(api: ModuleType, workers: Workers) -> None:
+    result = api.fail_with_nul.enqueue()
+    ok = api.add.enqueue(1, 1)
+    run_batch(workers)
+
+    result.refresh()
+    assert_django_result(result, "FAILED")
+    (error,) = result.errors
+    assert error.exception_class_path == "builtins.ValueError"
+    assert "raise ValueError(" in error.traceback
+    assert "ValueError: before" in error.traceback
+    ok.refresh()
+    assert ok.return_value == 2
+
+
 def test_a_task_whose_module_vanished_fails_and_the_worker_goes_on(
     worker_backend: None, api: ModuleType, workers: Workers, tmp_path: Path
 ) -> None:

@@ -132,5 +132,8 @@ def _save_failure(
             raise
     # The database refused the exception's text (e.g. a NUL byte on PostgreSQL).
     logger.exception("Task id=%s unable to save exception", normalize_uuid(db_result.pk))
-    outcome = Outcome.failed(None, started_at=db_result.started_at)
+    fallback = None
+    if db_result.api == django_api.DJANGO:  # errors[] keeps the class path and traceback
+        fallback = django_api.without_nul(exception_data)
+    outcome = Outcome.failed(fallback, started_at=db_result.started_at)
     return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
