@@ -512,7 +512,7 @@ def test_djangos_signals_with_our_backend_as_sender(
     tasks_module.signals.task_enqueued.connect(on_enqueued)
     try:
         ok = api.add.using(priority=10).enqueue(1, 2)
-        failing = api.fail.using(priority=9).enqueue("signalled")
+        failing = async_to_sync(api.fail.using(priority=9).aenqueue)("signalled")
     finally:
         tasks_module.signals.task_enqueued.disconnect(on_enqueued)
     ours = record_run.using(priority=-10).enqueue(runs_file, "ours")
