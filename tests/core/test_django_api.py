@@ -590,6 +590,8 @@ def test_djangos_validation_rules_and_messages(api: ModuleType) -> None:
         task(priority=101)(api.add.func)
     with pytest.raises(invalid, match=r"^priority must be a whole number between -100 and 100\.$"):
         api.add.using(priority=-101)
+    with pytest.raises(invalid, match=r"^priority must be a whole number between -100 and 100\.$"):
+        api.add.using(priority=1.5)
     with pytest.raises(
         invalid, match=r"^Task takes context but does not have a first argument of 'context'\.$"
     ):
