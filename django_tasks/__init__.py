@@ -73,7 +73,15 @@ class TaskBackendHandler(BaseConnectionHandler):  # type: ignore[type-arg]
             backend_cls = import_string(backend)
         except ImportError as e:
             raise InvalidTaskBackendError(f"Could not find backend '{backend}': {e}") from e
-        return backend_cls({**params, "ALIAS": alias})  # type: ignore[no-any-return]
+        if not (isinstance(backend_cls, type) and issubclass(backend_cls, BaseTaskBackend)):
+            # e.g. Django 6's own django.tasks backends, which run django.tasks tasks only.
+            raise InvalidTaskBackendError(
+                f"Backend '{backend}' of alias '{alias}' is not a django_tasks backend: tasks "
+                "defined with django_tasks need one of 'django_tasks.backends.database."
+                "DatabaseBackend', 'django_tasks.backends.immediate.ImmediateBackend' or "
+                "'django_tasks.backends.dummy.DummyBackend'"
+            )
+        return backend_cls({**params, "ALIAS": alias})
 
     def reset(self) -> None:
         """Drop cached settings and backend instances (after TASKS changes)."""

@@ -340,3 +340,40 @@ class DatabaseBackendInsertPathTestCase(TransactionTestCase):
         assert row.enqueued_at == first.enqueued_at
         assert DBTaskResult.objects.get(id=second.id).task_path == "tests.tasks.noop_task"
         assert default_task_backend.get_result(first.id) == first
+
+
+@override_settings(TASKS=DB_TASKS)
+class RollingDeployTestCase(TestCase):
+    """Migration 0006's `api` column has a database default (Django 5.0+)."""
+
+    def test_an_insert_of_the_previous_release_still_works(self) -> None:
+        import django
+        from django.db import connection
+
+        if django.VERSION < (5, 0):
+            self.skipTest("db_default needs Django 5.0")  # Django 4.2 has no database defaults
+        # The previous release's INSERT names every column but `api`.
+        fields = [
+            f for f in DBTaskResult._meta.concrete_fields if f.name not in ("api", "run_after")
+        ]
+        row = DBTaskResult.new_row(
+            enqueued_at=timezone.now(),
+            args_kwargs={"args": [], "kwargs": {}},
+            priority=0,
+            task_path=test_tasks.noop_task.module_path,
+            queue_name="default",
+            run_after=None,
+            backend_name="default",
+        )
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(DBTaskResult._meta.db_table)}"
+                f" ({columns}) VALUES ({placeholders})",
+                params,
+            )
+        stored = DBTaskResult.objects.get(pk=row.pk)
+        assert stored.api == "django_tasks"
+        assert stored.task_result.status == ResultStatus.NEW

@@ -36,6 +36,13 @@ DJANGO_GLOBAL_TASKS = getattr(
 )
 
 
+class NotOurBackend:
+    """A backend class of another framework (its constructor takes other arguments)."""
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        self.alias = alias
+
+
 class _DefaultsWithGlobalTasks:
     """Settings defaults as Django 6 has them when the project does not set TASKS."""
 
@@ -116,6 +123,18 @@ class HandlerTests(SimpleTestCase):
         assert str(excinfo.value).startswith(
             "Could not find backend 'django_tasks.backends.NoSuchBackend': "
         )
+
+    @override_settings(TASKS={"default": {"BACKEND": "tests.core.test_handler.NotOurBackend"}})
+    def test_backend_of_another_framework_names_ours(self) -> None:
+        # As Django 6's own django.tasks backends are to django_tasks tasks.
+        with pytest.raises(InvalidTaskBackendError) as excinfo:
+            tasks["default"]
+        message = str(excinfo.value)
+        assert message.startswith(
+            "Backend 'tests.core.test_handler.NotOurBackend' of alias 'default' is not a "
+            "django_tasks backend"
+        )
+        assert "'django_tasks.backends.database.DatabaseBackend'" in message
 
     @override_settings(
         TASKS={

@@ -42,6 +42,10 @@ API_CHOICES = [
     (django_api.DJANGO, "django.tasks"),
 ]
 
+_API_DB_DEFAULT: dict[str, Any] = (
+    {"db_default": django_api.OURS} if django.VERSION >= (5, 0) else {}
+)
+
 _CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
 
 
@@ -166,9 +170,16 @@ class DBTaskResult(models.Model):
     # and the failures of earlier attempts kept by retry().
     worker_id = models.UUIDField(_("worker id"), null=True, blank=True)
     attempts = models.JSONField(_("attempts"), default=list, blank=True)
-    # Which API enqueued the row, so it comes back in that API's shape.
+    # Which API enqueued the row, so it comes back in that API's shape.  The database
+    # default (Django 5.0+) lets processes still on the previous release enqueue while
+    # a rolling deploy migrates.
     api = models.CharField(
-        _("API"), max_length=16, choices=API_CHOICES, default=django_api.OURS, blank=True
+        _("API"),
+        max_length=16,
+        choices=API_CHOICES,
+        default=django_api.OURS,
+        blank=True,
+        **_API_DB_DEFAULT,
     )
 
     objects = DBTaskResultQuerySet.as_manager()
