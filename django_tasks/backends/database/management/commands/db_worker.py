@@ -112,14 +112,14 @@ class Command(BaseCommand):
         )
 
     def configure_logging(self, verbosity: int) -> None:
-        if verbosity == 0:
-            package_logger.setLevel(logging.CRITICAL)
-        elif verbosity == 1:
-            package_logger.setLevel(logging.WARNING)
-        elif verbosity == 2:
-            package_logger.setLevel(logging.INFO)
-        else:
-            package_logger.setLevel(logging.DEBUG)
+        level = {0: logging.CRITICAL, 1: logging.WARNING, 2: logging.INFO}.get(
+            verbosity, logging.DEBUG
+        )
+        package_logger.setLevel(level)
+        # Django 6's django.tasks logs every task it starts and finishes; the worker
+        # logs those itself (on our logger), so its verbosity governs Django's too:
+        # below -v 2 no record is even built (two per task, otherwise).
+        logging.getLogger("django.tasks").setLevel(level)
 
         # If no handler is configured, the logs won't show, whatever the level.
         if not package_logger.hasHandlers():
