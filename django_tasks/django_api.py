@@ -229,6 +229,27 @@ def django_result(
     return result
 
 
+def finish_result(
+    result: Any,
+    *,
+    status: ResultStatus,
+    finished_at: Any,
+    return_value: Any,
+    exception_data: Any,
+) -> None:
+    """Update a running ``django.tasks.TaskResult`` with its recorded outcome."""
+    object.__setattr__(result, "status", _DJANGO_STATUSES[status])
+    object.__setattr__(result, "finished_at", finished_at)
+    object.__setattr__(result, "_return_value", return_value)
+    failed = status == ResultStatus.FAILED and isinstance(exception_data, dict)
+    if failed and exception_data.get("exc_type"):
+        error = TaskError(
+            exception_class_path=exception_data["exc_type"],
+            traceback=exception_data.get("exc_traceback") or "",
+        )
+        result.errors.append(error)
+
+
 def call(task: Any, task_result: Any) -> Any:
     """Run ``task`` with the result's arguments (a ``TaskContext`` first if it takes one)."""
     if is_django_task(task) and task.takes_context:

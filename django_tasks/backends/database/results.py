@@ -92,3 +92,23 @@ def django_task_result_for(row: DBTaskResult, task: Any) -> Any:
         worker_ids=worker_ids,
         return_value=row.return_value,
     )
+
+
+def finished_result_for(row: DBTaskResult, task: Any, started: Any) -> Any:
+    """The result ``task_finished`` carries, after the worker recorded the row's outcome.
+
+    ``started`` is the result ``task_started`` carried.  For ``django.tasks`` rows it
+    is brought up to date and sent again, as Django's own backends do (a second full
+    build would cost the worker more than the rest of a no-op task's bookkeeping);
+    rows of ``django_tasks`` get a fresh result, as SPEC section 6 says.
+    """
+    if row.api != django_api.DJANGO:
+        return task_result_for(row, task)
+    django_api.finish_result(
+        started,
+        status=ResultStatus(row.status),
+        finished_at=row.finished_at,
+        return_value=row.return_value,
+        exception_data=row.exception_data,
+    )
+    return started

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.outcomes import Outcome, exception_data_for, record_outcome
-from django_tasks.backends.database.results import task_result_for
+from django_tasks.backends.database.results import finished_result_for, task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.django_api import call, signals_for
 from django_tasks.task import ResultStatus, Task
@@ -65,11 +65,13 @@ def run_task(
     except BaseException as e:
         if not _save_failure(db_result, e, worker_id, save):
             return None
-        signals.finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
+        finished = finished_result_for(db_result, task, task_result)
+        signals.finished.send(sender=backend_type, task_result=finished)
         return ResultStatus.FAILED
     if not saved:
         return None
-    signals.finished.send(sender=backend_type, task_result=task_result_for(db_result, task))
+    finished = finished_result_for(db_result, task, task_result)
+    signals.finished.send(sender=backend_type, task_result=finished)
     return ResultStatus.COMPLETE
 
 
