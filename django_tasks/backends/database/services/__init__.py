@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from django_tasks.backends.database.claims import claim_tasks, release_tasks
 
+from .cancelling import (
+    CANCELLED_EXC_TYPE,
+    CancelRefused,
+    TaskCancelled,
+    cancel,
+    cancel_one,
+    cancel_preview,
+    is_cancelled,
+)
 from .pruning import prune
 from .retrying import (
     RETRY_BATCH_SIZE,
@@ -36,6 +45,8 @@ from .workers import (
 )
 
 __all__ = [
+    "CANCELLED_EXC_TYPE",
+    "CancelRefused",
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "LOST_TASK_POLICIES",
     "RETRY_BATCH_SIZE",
@@ -43,11 +54,16 @@ __all__ = [
     "RetryOutcome",
     "RetryRefused",
     "TaskCache",
+    "TaskCancelled",
     "WorkerLost",
+    "cancel",
+    "cancel_one",
+    "cancel_preview",
     "claim_tasks",
     "fail_task",
     "heartbeat",
     "heartbeat_timeout_for",
+    "is_cancelled",
     "live_workers",
     "lost_task_policy_for",
     "lost_workers",

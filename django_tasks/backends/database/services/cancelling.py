@@ -1,0 +1,153 @@
+"""Cancelling: ending waiting results as FAILED before any worker runs them.
+
+cancel() and its preview and single-row forms.  A cancelled row ends FAILED with
+a TaskCancelled error, so callers waiting on ``get_result()`` stop waiting.  A
+RUNNING task is never interrupted: cancel leaves it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
+from django_tasks.backends.database.results import task_result_for
+from django_tasks.backends.database.utils import normalize_uuid
+from django_tasks.django_api import signals_for
+from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.task import ResultStatus
+from django_tasks.utils import exception_to_dict
+
+from .retrying import RETRY_BATCH_SIZE, _ids_of_queryset, _parse_ids, _retry_batches
+
+logger = logging.getLogger("django_tasks.backends.database")
+
+
+class TaskCancelled(Exception):
+    """The task was cancelled before it ran."""
+
+    # Results record this path (exc_type): keep it stable across refactors.
+    __module__ = "django_tasks.backends.database.services"
+
+
+class CancelRefused(Exception):
+    """A result cannot be cancelled (it is not waiting to run)."""
+
+
+CANCEL_BATCH_SIZE = RETRY_BATCH_SIZE
+CANCELLED_EXC_TYPE = f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}"
+
+
+def cancel(
+    result_ids: DBTaskResultQuerySet | Iterable[str | UUID],
+    *,
+    limit: int | None = None,
+    batch_size: int = CANCEL_BATCH_SIZE,
+    reason: str = "cancelled",
+) -> int:
+    """End the NEW results among ``result_ids`` as FAILED; return how many.
+
+    ``result_ids`` is a queryset or result ids.  Each batch is one conditional
+    UPDATE: a row a worker claimed meanwhile is left alone.  Rows that are not
+    NEW, and missing or malformed ids, are skipped.  ``task_finished`` is sent once
+    per cancelled row, in the row's API.  ``limit`` caps how many selected rows
+    are considered (oldest enqueued first).
+    """
+    batches, using, _malformed = _retry_batches(result_ids, limit=limit, batch_size=batch_size)
+    cancelled = 0
+    for batch in batches:
+        cancelled += _cancel_batch(batch, using=using, reason=reason)
+    return cancelled
+
+
+def cancel_preview(
+    result_ids: DBTaskResultQuerySet | Iterable[str | UUID], *, limit: int | None = None
+) -> tuple[int, int]:
+    """Count what cancel() would do: (cancellable, refused), changing nothing."""
+    if isinstance(result_ids, QuerySet):
+        selected = result_ids
+        if limit is not None or result_ids.query.is_sliced:
+            pks = _ids_of_queryset(result_ids, limit=limit)
+            selected = DBTaskResult.objects.using(result_ids.db).filter(pk__in=pks)
+        counts = selected.order_by().aggregate(
+            total=Count("pk"), waiting=Count("pk", filter=Q(status=ResultStatus.NEW))
+        )
+        return counts["waiting"], counts["total"] - counts["waiting"]
+    ids, malformed = _parse_ids(result_ids)
+    if limit is not None:
+        ids = ids[:limit]
+    waiting = DBTaskResult.objects.filter(pk__in=ids, status=ResultStatus.NEW).count()
+    return waiting, len(ids) - waiting + malformed
+
+
+def cancel_one(result_id: str | UUID, *, reason: str = "cancelled") -> DBTaskResult:
+    """Cancel one result; raise CancelRefused with a clear message if it is not NEW.
+
+    Missing or malformed ids raise ResultDoesNotExist.  Returns the row, now FAILED.
+    """
+    try:
+        row = DBTaskResult.objects.get(pk=result_id)
+    except (DBTaskResult.DoesNotExist, ValidationError):
+        raise ResultDoesNotExist(result_id) from None
+    if row.status == ResultStatus.NEW and cancel([row.pk], reason=reason):
+        row.refresh_from_db()
+        return row
+    # Not NEW, or a worker claimed it since we read it.
+    row.refresh_from_db(fields=["status"])
+    why = (
+        "a running task is not interrupted"
+        if row.status == ResultStatus.RUNNING
+        else "only waiting (NEW) results can be cancelled"
+    )
+    raise CancelRefused(
+        f"Task result {normalize_uuid(row.pk)} cannot be cancelled: it is {row.status}; {why}"
+    )
+
+
+def is_cancelled(row: DBTaskResult) -> bool:
+    """Whether ``row`` ended FAILED because it was cancelled."""
+    data = row.exception_data
+    return (
+        row.status == ResultStatus.FAILED
+        and isinstance(data, dict)
+        and data.get("exc_type") == CANCELLED_EXC_TYPE
+    )
+
+
+def _cancel_batch(ids: list[UUID], *, using: str, reason: str) -> int:
+    """Fail the NEW rows among ``ids`` in one UPDATE; send task_finished for each."""
+    finished_at = timezone.now()
+    exception_data = exception_to_dict(TaskCancelled(reason))
+    count = (
+        DBTaskResult.objects.using(using)
+        .filter(pk__in=ids, status=ResultStatus.NEW)
+        .update(
+            status=ResultStatus.FAILED,
+            finished_at=finished_at,
+            return_value=None,
+            exception_data=exception_data,
+        )
+    )
+    if not count:
+        return 0
+    # The rows this call cancelled carry its exact finished_at and exception.
+    for row in DBTaskResult.objects.using(using).filter(
+        pk__in=ids, status=ResultStatus.FAILED, finished_at=finished_at
+    ):
+        if not is_cancelled(row):
+            continue
+        try:
+            task = row.task
+        except Exception:  # the task's code is gone: nothing to tell receivers about
+            logger.debug("Task id=%s: no task_finished (unresolvable)", row.pk)
+            continue
+        signals_for(row.api).finished.send(
+            sender=type(task.get_backend()), task_result=task_result_for(row, task)
+        )
+    logger.info("Cancelled %s waiting task result(s)", count)
+    return count

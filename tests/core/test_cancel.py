@@ -1,0 +1,168 @@
+"""services.cancel: waiting results end FAILED with TaskCancelled and never run."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.utils import timezone
+
+from django_tasks import ResultStatus
+from django_tasks.backends.database import services
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.signals import task_finished
+from tests.worker_helpers import Workers, record_run, runs
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
+
+CANCELLED = "django_tasks.backends.database.services.TaskCancelled"
+
+
+def set_status(result_id: str, status: ResultStatus) -> None:
+    DBTaskResult.objects.filter(pk=result_id).update(status=status)
+
+
+def test_cancel_ends_waiting_results_failed_with_task_cancelled(runs_file: str) -> None:
+    first = record_run.enqueue(runs_file, "a")
+    later = record_run.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(runs_file, "b")
+    other = record_run.enqueue(runs_file, "c")
+
+    assert services.cancel([first.id, later.id]) == 2
+
+    for result in (first, later):
+        result.refresh()
+        assert result.status == ResultStatus.FAILED
+        assert result.finished_at is not None
+        assert isinstance(result.exception, services.TaskCancelled)
+        assert "cancelled" in str(result.exception)
+        row = DBTaskResult.objects.get(pk=result.id)
+        assert (row.exception_data or {}).get("exc_type") == CANCELLED
+        assert row.return_value is None
+        assert services.is_cancelled(row)
+    other.refresh()
+    assert other.status == ResultStatus.NEW
+
+
+def test_cancel_leaves_running_and_finished_results_alone(runs_file: str) -> None:
+    results = {status: record_run.enqueue(runs_file, str(status)) for status in ResultStatus}
+    for status, result in results.items():
+        set_status(result.id, status)
+    assert services.cancel([r.id for r in results.values()]) == 1
+    statuses = dict(DBTaskResult.objects.values_list("pk", "status"))
+    for status, result in results.items():
+        expected = ResultStatus.FAILED if status == ResultStatus.NEW else status
+        assert statuses[DBTaskResult.objects.get(pk=result.id).pk] == expected
+    assert DBTaskResult.objects.filter(exception_data__exc_type=CANCELLED).count() == 1
+
+
+def test_cancel_skips_missing_and_malformed_ids_and_counts_once(runs_file: str) -> None:
+    result = record_run.enqueue(runs_file, "a")
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert services.cancel([result.id, result.id, missing, "not-a-uuid"]) == 1
+    assert services.cancel([result.id]) == 0
+
+
+def test_cancel_accepts_a_queryset_in_batches_and_a_limit(runs_file: str) -> None:
+    results = [record_run.enqueue(runs_file, str(i)) for i in range(5)]
+    set_status(results[0].id, ResultStatus.RUNNING)
+    queryset = DBTaskResult.objects.all()
+    assert services.cancel_preview(queryset) == (4, 1)
+    assert services.cancel_preview([r.id for r in results], limit=2) == (1, 1)
+    assert services.cancel(queryset, limit=3) == 2
+    assert services.cancel(queryset, batch_size=1) == 2
+    assert services.cancel_preview(queryset) == (0, 5)
+    assert DBTaskResult.objects.filter(status=ResultStatus.FAILED).count() == 4
+
+
+def test_cancel_sends_task_finished_once_per_cancelled_row(runs_file: str) -> None:
+    seen: list[tuple[str, ResultStatus, str]] = []
+
+    def receiver(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.append((task_result.id, task_result.status, type(task_result.exception).__name__))
+
+    waiting = record_run.enqueue(runs_file, "a")
+    running = record_run.enqueue(runs_file, "b")
+    set_status(running.id, ResultStatus.RUNNING)
+    task_finished.connect(receiver)
+    try:
+        services.cancel([waiting.id, running.id])
+        services.cancel([waiting.id])
+    finally:
+        task_finished.disconnect(receiver)
+    assert seen == [(waiting.id, ResultStatus.FAILED, "TaskCancelled")]
+
+
+def test_cancel_one(runs_file: str) -> None:
+    result = record_run.enqueue(runs_file, "a")
+    row = services.cancel_one(result.id)
+    assert row.status == ResultStatus.FAILED
+    assert (row.exception_data or {}).get("exc_type") == CANCELLED
+
+
+def test_cancel_one_refuses_running_and_finished_results(runs_file: str) -> None:
+    result = record_run.enqueue(runs_file, "a")
+    set_status(result.id, ResultStatus.RUNNING)
+    with pytest.raises(services.CancelRefused) as running:
+        services.cancel_one(result.id)
+    assert str(running.value) == (
+        f"Task result {result.id} cannot be cancelled: it is RUNNING; "
+        "a running task is not interrupted"
+    )
+    for status in (ResultStatus.COMPLETE, ResultStatus.FAILED):
+        set_status(result.id, status)
+        with pytest.raises(services.CancelRefused, match=f"it is {status}; only waiting"):
+            services.cancel_one(result.id)
+    assert DBTaskResult.objects.get(pk=result.id).exception_data is None
+
+
+def test_cancel_one_of_missing_or_malformed_result() -> None:
+    for result_id in ("00000000-0000-0000-0000-000000000000", "nope"):
+        with pytest.raises(ResultDoesNotExist):
+            services.cancel_one(result_id)
+
+
+def test_cancelled_task_never_runs(runs_file: str, workers: Workers) -> None:
+    cancelled = record_run.enqueue(runs_file, "cancelled")
+    retry_waiting = record_run.enqueue(runs_file, "retry-waiting")
+    kept = record_run.enqueue(runs_file, "kept")
+    # A retried row waiting for its next attempt (NEW, run_after in the past by the
+    # time the worker looks) is cancellable too.
+    DBTaskResult.objects.filter(pk=retry_waiting.id).update(
+        run_after=timezone.now(), attempts=[{"exception_class_path": "builtins.ValueError"}]
+    )
+    assert services.cancel([cancelled.id, retry_waiting.id]) == 2
+
+    worker = workers.start("--batch")
+    assert worker.wait() == 0, worker.output()
+
+    assert runs(runs_file) == {"kept": 1}
+    kept.refresh()
+    assert kept.status == ResultStatus.COMPLETE
+    for result in (cancelled, retry_waiting):
+        result.refresh()
+        assert result.status == ResultStatus.FAILED
+        assert result.started_at is None
+        assert isinstance(result.exception, services.TaskCancelled)
+
+
+@pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks is Django 6.0+")
+def test_cancel_a_django_tasks_result(runs_file: str, workers: Workers) -> None:
+    import django.tasks
+
+    api = importlib.import_module("tests.django_api_tasks")
+    result = api.record.enqueue(runs_file, "theirs")
+    assert services.cancel([result.id]) == 1
+    run = workers.start("--batch")
+    assert run.wait() == 0, run.output()
+    assert not Path(runs_file).exists()
+    result.refresh()
+    assert type(result) is django.tasks.TaskResult
+    assert result.status == django.tasks.TaskResultStatus.FAILED
+    assert result.finished_at is not None
+    assert result.errors[-1].exception_class_path == CANCELLED
+    assert "cancelled" in result.errors[-1].traceback
