@@ -26,22 +26,57 @@ from django_tasks.backends.database.admin import ReadOnlyAdminMixin
 from django_tasks.backends.database.models import DBTaskResult
 
 from . import views
-from .models import PRUNE_PERMISSION, RETRY_PERMISSION
+from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResultQuerySet
 
 
 class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[type-arg]
-    """Task results in the admin: overview, list, detail, retry and prune."""
+    """Task results in the admin: overview, list, detail, retry, cancel and prune."""
 
-    actions = ["retry_selected"]
+    actions = ["retry_selected", "cancel_selected"]
 
     def has_retry_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm(RETRY_PERMISSION))
 
     def has_prune_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm(PRUNE_PERMISSION))
+
+    def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm(CANCEL_PERMISSION))
+
+    @admin.action(description=_("Cancel the selected waiting results"), permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[DBTaskResult]) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        username = request.user.get_username()
+        cancelled = services.cancel(ids, reason=f"cancelled by {username} from the dashboard")
+        self.log_bulk(
+            request,
+            action_flag=CHANGE,
+            count=cancelled,
+            message=f"Cancelled {cancelled} selected task results",
+        )
+        if cancelled:
+            self.message_user(
+                request,
+                ngettext("Cancelled %(count)d result.", "Cancelled %(count)d results.", cancelled)
+                % {"count": cancelled},
+                messages.SUCCESS,
+            )
+        if refused := len(ids) - cancelled:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d selected result was not cancelled: only waiting (NEW) results "
+                    "can be; a running task is not interrupted.",
+                    "%(count)d selected results were not cancelled: only waiting (NEW) results "
+                    "can be; a running task is not interrupted.",
+                    refused,
+                )
+                % {"count": refused},
+                messages.WARNING,
+            )
 
     @admin.action(description=_("Retry the selected failed results"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[DBTaskResult]) -> None:
@@ -94,7 +129,14 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
     def dashboard_urls(self) -> dict[str, str]:
         return {
             name: self.dashboard_url(name)
-            for name in ("overview", "changelist", "actions", "retry_matching", "prune")
+            for name in (
+                "overview",
+                "changelist",
+                "actions",
+                "retry_matching",
+                "cancel_matching",
+                "prune",
+            )
         }
 
     def get_urls(self) -> list[URLPattern]:
@@ -114,14 +156,21 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("overview/", view(views.OverviewView), name=name("overview")),
             path("actions/", view(views.RunActionView), name=name("actions")),
             path("retry-matching/", view(views.RetryMatchingView), name=name("retry_matching")),
+            path("cancel-matching/", view(views.CancelMatchingView), name=name("cancel_matching")),
             path("prune/", view(views.PruneView), name=name("prune")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),
                 name=name("bulk_retry"),
             ),
+            path(
+                "bulk-cancels/<uuid:job_id>/",
+                view(views.BulkCancelView),
+                name=name("bulk_cancel"),
+            ),
             path("<uuid:result_id>/", view(views.ResultDetailView), name=name("change")),
             path("<uuid:result_id>/retry/", view(views.RetryOneView), name=name("retry")),
+            path("<uuid:result_id>/cancel/", view(views.CancelOneView), name=name("cancel")),
             # Admin links such as "Recent actions" point at .../<id>/change/.
             path("<uuid:result_id>/change/", wrap(self._redirect_to_detail)),
         ]

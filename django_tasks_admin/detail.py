@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from django_tasks.backends.database.attempts import Attempt
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
+from django_tasks.backends.database.services import is_cancelled
 from django_tasks.task import LIVE_STATUSES, ResultStatus
 from django_tasks.utils import exception_message
 
@@ -65,6 +66,10 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         "worker": worker,
         "can_retry_this": result.status == ResultStatus.FAILED
         and admin.has_retry_permission(request),
+        "can_cancel_this": result.status == ResultStatus.NEW
+        and admin.has_cancel_permission(request),
+        "cancelled": is_cancelled(result),
+        "cancel_url": reverse(admin.dashboard_url_name("cancel"), args=[result.pk]),
         "detail_url": reverse(admin.dashboard_url_name("change"), args=[result.pk]),
         "retry_url": reverse(admin.dashboard_url_name("retry"), args=[result.pk]),
     }

@@ -14,6 +14,7 @@ from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWi
 
 from django_tasks import get_tasks_setting
 from django_tasks.backends.database.models import API_CHOICES, DBTaskResult
+from django_tasks.backends.database.services import CANCELLED_EXC_TYPE
 from django_tasks.task import ResultStatus
 
 
@@ -86,6 +87,12 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
             }
         ),
     )
+    cancelled = django_filters.ChoiceFilter(
+        label=_("Cancelled"),
+        method="filter_cancelled",
+        choices=[("yes", _("cancelled only")), ("no", _("not cancelled"))],
+        empty_label=_("any"),
+    )
     priority = django_filters.RangeFilter(label=_("Priority"), widget=NumberRangeWidget)
     enqueued = django_filters.DateTimeFromToRangeFilter(
         label=_("Enqueued"), field_name="enqueued_at", widget=DateTimeLocalRangeWidget
@@ -107,6 +114,14 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         return queryset.annotate(_args_text=Cast("args_kwargs", TextField())).filter(
             Q(task_path__icontains=value) | Q(_args_text__icontains=value)
         )
+
+    def filter_cancelled(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        """Results that failed because services.cancel() cancelled them (or all others)."""
+        cancelled = Q(status=ResultStatus.FAILED, exception_data__exc_type=CANCELLED_EXC_TYPE)
+        if value == "yes":
+            return queryset.filter(cancelled)
+        # The pk subquery keeps rows whose exception_data is NULL (SQL's NOT IN on NULL).
+        return queryset.exclude(pk__in=DBTaskResult.objects.filter(cancelled).values("pk"))
 
     def filter_queues(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         names = [n.strip() for n in value.split(",") if n.strip()]

@@ -71,12 +71,13 @@ class Pager:
 class ResultListState:
     """What the results list shows, read from its query string, and the URLs built from it.
 
-    ``list_url`` and ``retry_matching_url`` are the two pages' paths.  Links shown on
+    ``list_url``, ``retry_matching_url`` and ``cancel_matching_url`` are the pages' paths.  Links shown on
     the list itself (pages, sort headers) are relative ("?..."); the others are paths.
     """
 
     list_url: str
     retry_matching_url: str
+    cancel_matching_url: str = ""
     filters: QueryDict  # only the filters' parameters, each with its (non-empty) value
     sort: Sort
     per_page: int | None = None
@@ -88,7 +89,12 @@ class ResultListState:
 
     @classmethod
     def from_query(
-        cls, query: QueryDict, *, list_url: str, retry_matching_url: str
+        cls,
+        query: QueryDict,
+        *,
+        list_url: str,
+        retry_matching_url: str,
+        cancel_matching_url: str = "",
     ) -> ResultListState:
         """Read the state from a request's query string; what it can't use goes to ``ignored``."""
         known_filters = {name for names in filter_params().values() for name in names}
@@ -121,6 +127,7 @@ class ResultListState:
         return cls(
             list_url=list_url,
             retry_matching_url=retry_matching_url,
+            cancel_matching_url=cancel_matching_url,
             filters=filters,
             ignored=tuple(ignored),
             **state,
@@ -218,8 +225,16 @@ class ResultListState:
         query = self.filters.urlencode()
         return f"{self.list_url}?{query}" if query else self.list_url
 
+    def _with_filters(self, url: str) -> str:
+        query = self.filters.urlencode()
+        return f"{url}?{query}" if query else url
+
     @property
     def retry_matching_link(self) -> str:
         """The "retry all matching" preview of these filters."""
-        query = self.filters.urlencode()
-        return f"{self.retry_matching_url}?{query}" if query else self.retry_matching_url
+        return self._with_filters(self.retry_matching_url)
+
+    @property
+    def cancel_matching_link(self) -> str:
+        """The "cancel all matching" preview of these filters."""
+        return self._with_filters(self.cancel_matching_url)

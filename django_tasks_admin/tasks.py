@@ -1,4 +1,4 @@
-"""The background task behind a large "retry all matching"."""
+"""The background task behind a large "retry all matching" or "cancel all matching"."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from . import conf
 
 @task()
 def bulk_retry(job_id: str) -> dict[str, Any]:
-    """Retry the FAILED rows a BulkRetry's filters select, saving progress per batch."""
+    """Retry (or cancel) the rows a BulkRetry's filters select, saving progress per batch."""
     from .filters import ResultFilterSet
     from .models import BulkRetry
 
@@ -27,11 +27,28 @@ def bulk_retry(job_id: str) -> dict[str, Any]:
         filterset = ResultFilterSet(data=QueryDict(job.query), queryset=DBTaskResult.objects.all())
         if not filterset.is_valid():
             raise ValueError(f"Invalid filters: {filterset.errors.as_json()}")
-        # A row retried here and failing again later is not picked up a second time.
-        rows = filterset.qs.filter(status=ResultStatus.FAILED, finished_at__lte=job.failed_before)
         batch = max(1, int(conf.get("BULK_RETRY_BATCH")))
+        if job.action == "cancel":
+            # Work enqueued after the request is not cancelled.
+            waiting = filterset.qs.filter(
+                status=ResultStatus.NEW, enqueued_at__lte=job.failed_before
+            )
+        else:
+            # A row retried here and failing again later is not picked up a second time.
+            rows = filterset.qs.filter(
+                status=ResultStatus.FAILED, finished_at__lte=job.failed_before
+            )
         while True:
-            outcome = services.retry(results=rows, limit=batch)
+            if job.action == "cancel":
+                selected = list(
+                    waiting.order_by("enqueued_at", "pk").values_list("pk", flat=True)[:batch]
+                )
+                done = services.cancel(
+                    selected, reason=f"cancelled by {job.requested_by or '?'} from the dashboard"
+                )
+                outcome = services.RetryOutcome(retried=done, refused=len(selected) - done)
+            else:
+                outcome = services.retry(results=rows, limit=batch)
             job.retried += outcome.retried
             job.refused += outcome.refused
             BulkRetry.objects.filter(pk=job.pk).update(retried=job.retried, refused=job.refused)

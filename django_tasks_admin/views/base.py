@@ -28,7 +28,7 @@ class DashboardMixin(ContextMixin):
     model_admin: TaskResultAdmin | None = None
     title: Any = ""
     tab = ""
-    # Besides viewing: "retry" or "prune" (checked with has_<permission>_permission).
+    # Besides viewing: "retry", "cancel" or "prune" (checked with has_<permission>_permission).
     permission = ""
     request: HttpRequest
 
@@ -64,6 +64,7 @@ class DashboardMixin(ContextMixin):
             urls=self.admin.dashboard_urls(),
             can_retry=self.admin.has_retry_permission(request),
             can_prune=self.admin.has_prune_permission(request),
+            can_cancel=self.admin.has_cancel_permission(request),
             poll_seconds=conf.get("POLL_SECONDS"),
             dt_tab=self.tab,
         )

@@ -1,4 +1,4 @@
-"""One task result: its detail page (a live region while it runs) and its retry button."""
+"""One task result: its detail page (a live region while it runs), its retry and cancel buttons."""
 
 from __future__ import annotations
 
@@ -62,22 +62,30 @@ class ResultDetailView(DashboardMixin, TemplateView):
         return context
 
 
-class RetryOneView(DashboardMixin, View):
-    """Put one FAILED result back to NEW (same id)."""
+class OneResultActionView(DashboardMixin, View):
+    """A button on the detail page: act on one result, then show it again.
 
-    permission = "retry"
+    For htmx, answer the detail page's live region with a notice; otherwise add a
+    message and redirect to the detail page.
+    """
+
     http_method_names = ["post"]
+    refused: type[Exception] = Exception
+
+    def act(self, result_id: UUID) -> tuple[DBTaskResult, str, str]:
+        """Act; return the row, the LogEntry message and the success text."""
+        raise NotImplementedError
 
     def post(self, request: HttpRequest, result_id: UUID) -> HttpResponse:
         try:
-            row = services.retry_one(result_id)
+            row, log_message, success = self.act(result_id)
         except ResultDoesNotExist:
             raise Http404 from None
-        except services.RetryRefused as e:
+        except self.refused as e:
             level, text = messages.ERROR, str(e)
         else:
-            self.admin.log_change(request, row, _("Retried: back to NEW"))
-            level, text = messages.SUCCESS, _("Retried: the task is queued again (same id).")
+            self.admin.log_change(request, row, log_message)
+            level, text = messages.SUCCESS, success
         if not self.htmx:
             messages.add_message(request, level, text)
             return HttpResponseRedirect(self.url("change", result_id))
@@ -87,3 +95,26 @@ class RetryOneView(DashboardMixin, View):
         )
         context.update(result_context(result, request=request, admin=self.admin))
         return TemplateResponse(request, RESULT_BODY, context)
+
+
+class RetryOneView(OneResultActionView):
+    """Put one FAILED result back to NEW (same id)."""
+
+    permission = "retry"
+    refused = services.RetryRefused
+
+    def act(self, result_id: UUID) -> tuple[DBTaskResult, str, str]:
+        row = services.retry_one(result_id)
+        return row, _("Retried: back to NEW"), _("Retried: the task is queued again (same id).")
+
+
+class CancelOneView(OneResultActionView):
+    """Cancel one waiting (NEW) result: it ends FAILED and never runs."""
+
+    permission = "cancel"
+    refused = services.CancelRefused
+
+    def act(self, result_id: UUID) -> tuple[DBTaskResult, str, str]:
+        username = self.request.user.get_username()
+        row = services.cancel_one(result_id, reason=f"cancelled by {username} from the dashboard")
+        return row, _("Cancelled: FAILED, never run"), _("Cancelled: the task will not run.")

@@ -46,6 +46,7 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
             request.GET,
             list_url=self.url("changelist"),
             retry_matching_url=self.url("retry_matching"),
+            cancel_matching_url=self.url("cancel_matching"),
         )
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -92,7 +93,10 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
             "detail_url_name": self.admin.dashboard_url_name("change"),
             "order_by": self.list_state.sort.param,
         }
-        if not self.admin.has_retry_permission(self.request):
+        if not (
+            self.admin.has_retry_permission(self.request)
+            or self.admin.has_cancel_permission(self.request)
+        ):
             kwargs["exclude"] = ("ids",)
         return kwargs
 

@@ -1,4 +1,8 @@
-"""Retrying many results: the ticked rows, or every failed row the list's filters select."""
+"""Acting on many results: the ticked rows, or every row the list's filters select.
+
+The "all matching" flow (preview, cap, background job with progress) is shared by
+retry and cancel (see ``cancel.py``).
+"""
 
 from __future__ import annotations
 
@@ -59,13 +63,17 @@ class RunActionView(DashboardMixin, View):
         return response if isinstance(response, HttpResponse) else HttpResponseRedirect(back)
 
 
-class RetryMatchingView(DashboardMixin, TemplateView):
-    """Preview, then retry every FAILED result the list's filters select."""
+class MatchingActionView(DashboardMixin, TemplateView):
+    """Preview, then act on every result the list's filters select (retry or cancel).
 
-    permission = "retry"
-    template_name = "django_tasks_admin/retry_matching.html"
+    Up to the cap, within the request; past it, as a background ``bulk_retry`` job
+    (``BulkRetry`` with this ``action``) with a progress page.  Subclasses say which
+    rows the action applies to, how to preview and run it, and what to log.
+    """
+
+    action = ""
+    template_name = "django_tasks_admin/matching_action.html"
     tab = "results"
-    title = gettext_lazy("Retry all matching failed results")
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)
@@ -73,6 +81,7 @@ class RetryMatchingView(DashboardMixin, TemplateView):
             request.GET,
             list_url=self.url("changelist"),
             retry_matching_url=self.url("retry_matching"),
+            cancel_matching_url=self.url("cancel_matching"),
         )
 
     def filterset(self) -> ResultFilterSet:
@@ -83,46 +92,61 @@ class RetryMatchingView(DashboardMixin, TemplateView):
             raise BadRequest("Invalid filters")
         return filterset
 
+    # What subclasses define
+
+    def preview(self, rows: Any) -> tuple[int, int]:
+        """(would act on, left alone) among ``rows``."""
+        raise NotImplementedError
+
+    def eligible(self, rows: Any) -> Any:
+        raise NotImplementedError
+
+    def run(self, rows: Any, *, limit: int) -> int:
+        raise NotImplementedError
+
+    def done_message(self, count: int) -> str:
+        raise NotImplementedError
+
+    log_verb = ""
+
+    # The flow
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         filterset = self.filterset()
-        preview = services.retry_preview(results=filterset.qs)
+        count, left_alone = self.preview(filterset.qs)
         return super().get_context_data(
-            preview=preview,
+            count=count,
+            left_alone=left_alone,
+            action=self.action,
+            action_link=getattr(self.list_state, f"{self.action}_matching_link"),
             cap=conf.get("RETRY_CAP"),
-            background=preview.retried > conf.get("RETRY_CAP"),
+            background=count > conf.get("RETRY_CAP"),
             list_state=self.list_state,
             filters=self.list_state.filter_summary(filterset.form),
             **kwargs,
         )
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        failed = self.filterset().qs.filter(status=ResultStatus.FAILED)
+        rows = self.eligible(self.filterset().qs)
         query = self.list_state.filters.urlencode()
         cap = conf.get("RETRY_CAP")
-        total = services.retry_preview(results=failed).retried
+        total = self.preview(rows)[0]
         if total > cap:
             return self.start_background(total, query)
-        outcome = services.retry(results=failed, limit=cap)
+        done = self.run(rows, limit=cap)
         self.admin.log_bulk(
             request,
             action_flag=CHANGE,
-            count=outcome.retried,
-            message=f"Retried {outcome.retried} task results matching ?{query}",
+            count=done,
+            message=f"{self.log_verb} {done} task results matching ?{query}",
         )
-        messages.success(
-            request,
-            ngettext(
-                "Retried %(count)d failed result.",
-                "Retried %(count)d failed results.",
-                outcome.retried,
-            )
-            % {"count": outcome.retried},
-        )
+        messages.success(request, self.done_message(done))
         return HttpResponseRedirect(self.list_state.filter_url)
 
     def start_background(self, total: int, query: str) -> HttpResponse:
         request = self.request
         job = BulkRetry.objects.create(
+            action=self.action,
             query=query,
             failed_before=timezone.now(),
             total=total,
@@ -132,7 +156,7 @@ class RetryMatchingView(DashboardMixin, TemplateView):
             request,
             action_flag=CHANGE,
             count=total,
-            message=f"Started a background retry of {total} task results matching ?{query}",
+            message=f"Started a background {self.action} of {total} task results matching ?{query}",
         )
         overrides: dict[str, Any] = {}
         if conf.get("BULK_RETRY_BACKEND"):
@@ -145,13 +169,45 @@ class RetryMatchingView(DashboardMixin, TemplateView):
             BulkRetry.objects.filter(pk=job.pk, status=ResultStatus.NEW).update(
                 status=ResultStatus.FAILED, finished_at=timezone.now(), error=repr(e)
             )
-            messages.error(request, _("The background retry could not be started: %s") % e)
-        return HttpResponseRedirect(self.url("bulk_retry", job.pk))
+            messages.error(request, _("The background job could not be started: %s") % e)
+        return HttpResponseRedirect(self.url(f"bulk_{self.action}", job.pk))
+
+
+class RetryMatchingView(MatchingActionView):
+    """Preview, then retry every FAILED result the list's filters select."""
+
+    action = "retry"
+    permission = "retry"
+    title = gettext_lazy("Retry all matching failed results")
+    log_verb = "Retried"
+
+    def preview(self, rows: Any) -> tuple[int, int]:
+        outcome = services.retry_preview(results=rows)
+        return outcome.retried, outcome.refused
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["preview"] = services.RetryOutcome(
+            retried=context["count"], refused=context["left_alone"]
+        )
+        return context
+
+    def eligible(self, rows: Any) -> Any:
+        return rows.filter(status=ResultStatus.FAILED)
+
+    def run(self, rows: Any, *, limit: int) -> int:
+        return services.retry(results=rows, limit=limit).retried
+
+    def done_message(self, count: int) -> str:
+        return ngettext(
+            "Retried %(count)d failed result.", "Retried %(count)d failed results.", count
+        ) % {"count": count}
 
 
 class BulkRetryView(DashboardMixin, TemplateView):
     """Progress of a background bulk retry; the bar polls until the job finishes."""
 
+    action = "retry"
     permission = "retry"
     template_name = "django_tasks_admin/bulk_retry.html"
     tab = "results"
@@ -159,7 +215,7 @@ class BulkRetryView(DashboardMixin, TemplateView):
     title = gettext_lazy("Background retry")
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        job = get_object_or_404(BulkRetry, pk=kwargs["job_id"])
+        job = get_object_or_404(BulkRetry, pk=kwargs["job_id"], action=self.action)
         context = self.get_context_data(job=job)
         if not self.htmx:
             return self.render_to_response(context)

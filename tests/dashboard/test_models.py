@@ -7,7 +7,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.test import TestCase, TransactionTestCase
 
-from django_tasks_admin.models import PRUNE_PERMISSION, RETRY_PERMISSION, TaskDashboard
+from django_tasks_admin.models import (
+    CANCEL_PERMISSION,
+    PRUNE_PERMISSION,
+    RETRY_PERMISSION,
+    TaskDashboard,
+)
 
 
 class TaskDashboardTests(TestCase):
@@ -20,8 +25,8 @@ class TaskDashboardTests(TestCase):
         codenames = set(
             Permission.objects.filter(content_type=content_type).values_list("codename", flat=True)
         )
-        assert codenames == {"retry_taskresult", "prune_taskresult"}
-        assert {RETRY_PERMISSION, PRUNE_PERMISSION} == {
+        assert codenames == {"retry_taskresult", "prune_taskresult", "cancel_taskresult"}
+        assert {RETRY_PERMISSION, PRUNE_PERMISSION, CANCEL_PERMISSION} == {
             f"django_tasks_admin.{codename}" for codename in codenames
         }
 

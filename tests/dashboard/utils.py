@@ -100,6 +100,7 @@ def staff(username: str, *perms: str) -> User:
 VIEW = "django_tasks_database.view_dbtaskresult"
 RETRY = "django_tasks_admin.retry_taskresult"
 PRUNE = "django_tasks_admin.prune_taskresult"
+CANCEL = "django_tasks_admin.cancel_taskresult"
 
 
 @override_settings(TASKS=DB_TASKS)
