@@ -153,10 +153,31 @@ def test_cancelled_task_never_runs(runs_file: str, workers: Workers) -> None:
 @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks is Django 6.0+")
 def test_cancel_a_django_tasks_result(runs_file: str, workers: Workers) -> None:
     import django.tasks
+    import django.tasks.signals
 
     api = importlib.import_module("tests.django_api_tasks")
     result = api.record.enqueue(runs_file, "theirs")
-    assert services.cancel([result.id]) == 1
+    seen: list[tuple[str, Any]] = []
+
+    def theirs(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.append(("django.tasks", task_result))
+
+    def ours(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        seen.append(("django_tasks", task_result))
+
+    django.tasks.signals.task_finished.connect(theirs)
+    task_finished.connect(ours)
+    try:
+        assert services.cancel([result.id]) == 1
+    finally:
+        django.tasks.signals.task_finished.disconnect(theirs)
+        task_finished.disconnect(ours)
+    # Once, in the row's own API, with Django's result and its error.
+    assert [(api_name, type(r)) for api_name, r in seen] == [
+        ("django.tasks", django.tasks.TaskResult)
+    ]
+    assert seen[0][1].status == django.tasks.TaskResultStatus.FAILED
+    assert seen[0][1].errors[-1].exception_class_path == CANCELLED
     run = workers.start("--batch")
     assert run.wait() == 0, run.output()
     assert not Path(runs_file).exists()
