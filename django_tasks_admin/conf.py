@@ -11,14 +11,14 @@ DEFAULTS: dict[str, Any] = {
     "PER_PAGE": 50,
     # Seconds between two polls of a live region (list rows, detail page, progress bar).
     "POLL_SECONDS": 3,
-    # "Retry all matching" retries at most this many rows within the request; larger
-    # sets run as a background task.
+    # "Retry all matching" and "cancel all matching" change at most this many rows
+    # within the request; larger sets run as a background task.
     "RETRY_CAP": 1000,
-    # Backend alias that runs the background bulk retry (None: the default backend).
+    # Backend alias that runs the background bulk retry or cancel (None: the default backend).
     "BULK_RETRY_BACKEND": None,
     # Queue of that task (None: "default"); a db_worker must serve it.
     "BULK_RETRY_QUEUE": None,
-    # Rows per UPDATE in the background bulk retry (progress is saved after each).
+    # Rows per UPDATE in the background bulk retry or cancel (progress is saved after each).
     "BULK_RETRY_BATCH": 500,
     # Failures listed on the overview.
     "RECENT_FAILURES": 10,
