@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
@@ -23,7 +22,8 @@ from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
 
-from .retrying import RETRY_BATCH_SIZE, _ids_of_queryset, _parse_ids, _retry_batches
+from .retrying import RETRY_BATCH_SIZE
+from .selection import id_batches, preview
 
 logger = logging.getLogger("django_tasks.backends.database")
 
@@ -58,7 +58,7 @@ def cancel(
     per cancelled row, in the row's API.  ``limit`` caps how many selected rows
     are considered (oldest enqueued first).
     """
-    batches, using, _malformed = _retry_batches(result_ids, limit=limit, batch_size=batch_size)
+    batches, using, _malformed = id_batches(result_ids, limit=limit, batch_size=batch_size)
     cancelled = 0
     for batch in batches:
         cancelled += _cancel_batch(batch, using=using, reason=reason)
@@ -69,20 +69,7 @@ def cancel_preview(
     result_ids: DBTaskResultQuerySet | Iterable[str | UUID], *, limit: int | None = None
 ) -> tuple[int, int]:
     """Count what cancel() would do: (cancellable, refused), changing nothing."""
-    if isinstance(result_ids, QuerySet):
-        selected = result_ids
-        if limit is not None or result_ids.query.is_sliced:
-            pks = _ids_of_queryset(result_ids, limit=limit)
-            selected = DBTaskResult.objects.using(result_ids.db).filter(pk__in=pks)
-        counts = selected.order_by().aggregate(
-            total=Count("pk"), waiting=Count("pk", filter=Q(status=ResultStatus.NEW))
-        )
-        return counts["waiting"], counts["total"] - counts["waiting"]
-    ids, malformed = _parse_ids(result_ids)
-    if limit is not None:
-        ids = ids[:limit]
-    waiting = DBTaskResult.objects.filter(pk__in=ids, status=ResultStatus.NEW).count()
-    return waiting, len(ids) - waiting + malformed
+    return preview(result_ids, limit=limit, status=ResultStatus.NEW)
 
 
 def cancel_one(result_id: str | UUID, *, reason: str = "cancelled") -> DBTaskResult:

@@ -6,14 +6,14 @@ Each retried failure is kept in the row's ``attempts`` (see ``attempts.Attempt``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.db import connections, router, transaction
-from django.db.models import Case, Count, F, JSONField, Q, QuerySet, Value, When
+from django.db import connections, transaction
+from django.db.models import Case, F, JSONField, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -22,6 +22,8 @@ from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuer
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
+
+from .selection import id_batches, preview
 
 
 class RetryRefused(Exception):
@@ -56,7 +58,7 @@ def retry(
     """
     refused = 0
     retried = 0
-    batches, using, malformed = _retry_batches(results, limit=limit, batch_size=batch_size)
+    batches, using, malformed = id_batches(results, limit=limit, batch_size=batch_size)
     refused += malformed
     for batch in batches:
         done = _retry_batch(batch, using=using)
@@ -69,21 +71,8 @@ def retry_preview(
     *, results: DBTaskResultQuerySet | Iterable[str | UUID], limit: int | None = None
 ) -> RetryOutcome:
     """Count what retry() with the same arguments would do, changing nothing."""
-    if isinstance(results, QuerySet):
-        selected = results
-        if limit is not None or results.query.is_sliced:
-            pks = _ids_of_queryset(results, limit=limit)
-            selected = DBTaskResult.objects.using(results.db).filter(pk__in=pks)
-        counts = selected.order_by().aggregate(
-            total=Count("pk"), failed=Count("pk", filter=Q(status=ResultStatus.FAILED))
-        )
-        return RetryOutcome(retried=counts["failed"], refused=counts["total"] - counts["failed"])
-
-    ids, malformed = _parse_ids(results)
-    if limit is not None:
-        ids = ids[:limit]
-    failed = DBTaskResult.objects.filter(pk__in=ids, status=ResultStatus.FAILED).count()
-    return RetryOutcome(retried=failed, refused=len(ids) - failed + malformed)
+    retried, refused = preview(results, limit=limit, status=ResultStatus.FAILED)
+    return RetryOutcome(retried=retried, refused=refused)
 
 
 def retry_one(result_id: str | UUID) -> DBTaskResult:
@@ -104,68 +93,6 @@ def retry_one(result_id: str | UUID) -> DBTaskResult:
         f"Task result {normalize_uuid(row.pk)} cannot be retried: "
         f"its status is {row.status}, only FAILED results can be retried"
     )
-
-
-def _parse_ids(ids: Iterable[str | UUID]) -> tuple[list[UUID], int]:
-    """Return the distinct well-formed ids, in order, and how many were malformed."""
-    valid: dict[UUID, None] = {}
-    malformed = 0
-    for val in ids:
-        try:
-            valid[val if isinstance(val, UUID) else UUID(str(val))] = None
-        except ValueError:
-            malformed += 1
-    return list(valid), malformed
-
-
-def _ids_of_queryset(results: QuerySet[DBTaskResult], *, limit: int | None) -> list[UUID]:
-    """Return the ids of ``results`` (oldest enqueued first, at most ``limit``)."""
-    if results.query.is_sliced:  # already cut: its order can't change
-        pks = list(results.values_list("pk", flat=True))
-        return pks if limit is None else pks[:limit]
-    ordered = results.order_by("enqueued_at", "pk").values_list("pk", flat=True)
-    return list(ordered if limit is None else ordered[:limit])
-
-
-def _retry_batches(
-    results: DBTaskResultQuerySet | Iterable[str | UUID], *, limit: int | None, batch_size: int
-) -> tuple[Iterator[list[UUID]], str, int]:
-    """Return batches of candidate ids, the database to use, and the malformed count."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    if limit is not None and limit < 0:
-        raise ValueError("limit must be zero or more")
-
-    if isinstance(results, QuerySet):
-        if limit is not None or results.query.is_sliced:
-            return _chunks(_ids_of_queryset(results, limit=limit), batch_size), results.db, 0
-        return _keyset_batches(results, batch_size), results.db, 0
-
-    ids, malformed = _parse_ids(results)
-    if limit is not None:
-        ids = ids[:limit]
-    return _chunks(ids, batch_size), router.db_for_write(DBTaskResult), malformed
-
-
-def _chunks(ids: list[UUID], size: int) -> Iterator[list[UUID]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
-def _keyset_batches(results: QuerySet[DBTaskResult], size: int) -> Iterator[list[UUID]]:
-    """Yield the ids of ``results`` in pk order, ``size`` at a time, never re-reading."""
-    last: UUID | None = None
-    while True:
-        page = (
-            results.order_by("pk") if last is None else results.filter(pk__gt=last).order_by("pk")
-        )
-        ids = list(page.values_list("pk", flat=True)[:size])
-        if not ids:
-            return
-        yield ids
-        if len(ids) < size:
-            return
-        last = ids[-1]
 
 
 def _retry_batch(ids: list[UUID], *, using: str) -> int:
