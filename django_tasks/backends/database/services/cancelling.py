@@ -12,16 +12,13 @@ from collections.abc import Iterable
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
-from django_tasks.backends.database.results import task_result_for
 from django_tasks.backends.database.utils import normalize_uuid
-from django_tasks.django_api import signals_for
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import ResultStatus
-from django_tasks.utils import exception_to_dict
 
+from .failing import fail_rows
 from .retrying import RETRY_BATCH_SIZE
 from .selection import id_batches, preview
 
@@ -108,33 +105,8 @@ def is_cancelled(row: DBTaskResult) -> bool:
 
 def _cancel_batch(ids: list[UUID], *, using: str, reason: str) -> int:
     """Fail the NEW rows among ``ids`` in one UPDATE; send task_finished for each."""
-    finished_at = timezone.now()
-    exception_data = exception_to_dict(TaskCancelled(reason))
-    count = (
-        DBTaskResult.objects.using(using)
-        .filter(pk__in=ids, status=ResultStatus.NEW)
-        .update(
-            status=ResultStatus.FAILED,
-            finished_at=finished_at,
-            return_value=None,
-            exception_data=exception_data,
-        )
-    )
-    if not count:
-        return 0
-    # The rows this call cancelled carry its exact finished_at and exception.
-    for row in DBTaskResult.objects.using(using).filter(
-        pk__in=ids, status=ResultStatus.FAILED, finished_at=finished_at
-    ):
-        if not is_cancelled(row):
-            continue
-        try:
-            task = row.task
-        except Exception:  # the task's code is gone: nothing to tell receivers about
-            logger.debug("Task id=%s: no task_finished (unresolvable)", row.pk)
-            continue
-        signals_for(row.api).finished.send(
-            sender=type(task.get_backend()), task_result=task_result_for(row, task)
-        )
-    logger.info("Cancelled %s waiting task result(s)", count)
+    waiting = DBTaskResult.objects.using(using).filter(pk__in=ids, status=ResultStatus.NEW)
+    count = fail_rows(waiting, TaskCancelled(reason))
+    if count:
+        logger.info("Cancelled %s waiting task result(s)", count)
     return count

@@ -28,12 +28,10 @@ from django_tasks.backends.database.options import (
     LOST_TASK_POLICIES as LOST_TASK_POLICIES,  # re-exported by services
 )
 from django_tasks.backends.database.options import options_for
-from django_tasks.backends.database.results import task_result_for
+from django_tasks.backends.database.services.failing import fail_rows
 from django_tasks.backends.database.utils import normalize_uuid
-from django_tasks.django_api import signals_for
 from django_tasks.exceptions import InvalidTaskBackendError
 from django_tasks.task import ResultStatus
-from django_tasks.utils import exception_to_dict
 
 worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
@@ -223,29 +221,7 @@ def _worker_lost_message(worker_id: Any, worker: DBWorker | None, timeout: float
 
 def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
     """Mark ``held`` FAILED with a WorkerLost error; send task_finished for each."""
-    finished_at = timezone.now()
-    exception_data = exception_to_dict(WorkerLost(message))
-    pks = list(held.values_list("pk", flat=True))
-    count = held.filter(pk__in=pks).update(
-        status=ResultStatus.FAILED,
-        finished_at=finished_at,
-        return_value=None,
-        exception_data=exception_data,
-    )
-    # The rows this call failed carry its exact finished_at.
-    for row in DBTaskResult.objects.filter(
-        pk__in=pks, status=ResultStatus.FAILED, finished_at=finished_at
-    ):
-        try:
-            task = row.task
-            raise WorkerLost(message)
-        except WorkerLost:
-            signals_for(row.api).finished.send(
-                sender=type(task.get_backend()), task_result=task_result_for(row, task)
-            )
-        except Exception:  # the task vanished too: nothing to tell receivers about
-            worker_logger.debug("Task id=%s: no task_finished (unresolvable)", row.pk)
-    return count
+    return fail_rows(held, WorkerLost(message))
 
 
 def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> int:
