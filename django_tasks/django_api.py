@@ -53,18 +53,6 @@ if AVAILABLE:
     class TaskResultDoesNotExist(ResultDoesNotExist, DjangoResultDoesNotExist):  # type: ignore[misc]
         """No result has this id: caught as either API's "does not exist" error."""
 
-    @dataclass(frozen=True, slots=True, kw_only=True)
-    class DjangoTaskWithOnCommit(DjangoTask):  # type: ignore[misc]
-        """Django's Task with our task class's ``enqueue_on_commit``.
-
-        Django 6.1's ``@task`` passes further keywords to the backend's
-        ``task_class``; ``enqueue_on_commit`` is the one ours accepts.  True waits
-        for the transaction to commit; False or None (Django's behaviour) is part
-        of it.
-        """
-
-        enqueue_on_commit: bool | None = None
-
 else:  # pragma: no cover - Django < 6
 
     class TaskResultDoesNotExist(ResultDoesNotExist):  # type: ignore[no-redef]
@@ -79,13 +67,6 @@ def is_django_task(task: object) -> bool:
 def api_of(task: object) -> str:
     """The API (``OURS`` or ``DJANGO``) that defined ``task``."""
     return DJANGO if is_django_task(task) else OURS
-
-
-def build_django_task(**kwargs: Any) -> Any:
-    """Build the task ``django.tasks.task`` asked our backend's ``task_class`` for."""
-    if "enqueue_on_commit" in kwargs:
-        return DjangoTaskWithOnCommit(**kwargs)
-    return DjangoTask(**kwargs)
 
 
 def django_task_waits_for_commit(task: Any) -> bool:
@@ -250,17 +231,14 @@ def finish_result(
         result.errors.append(error)
 
 
-def call(task: Any, task_result: Any) -> Any:
-    """Run ``task`` with the result's arguments (a ``TaskContext`` first if it takes one)."""
-    if is_django_task(task) and task.takes_context:
-        context_result = task_result
-        if not isinstance(task_result, TaskResult):
-            # A row enqueued through django_tasks before its module moved to django.tasks:
-            # the context is Django's (its ``attempt`` reads ``attempts``).
-            from django_tasks.backends.database.results import django_task_result_for
+def call(task: Any, task_result: Any, context_result: Any = None) -> Any:
+    """Run ``task`` with the result's arguments.
 
-            context_result = django_task_result_for(task_result.db_result, task)
-        context = TaskContext(task_result=context_result)
+    A ``django.tasks`` task that takes a context gets ``TaskContext`` first, around
+    ``context_result`` (Django's TaskResult of the row; default ``task_result``).
+    """
+    if is_django_task(task) and task.takes_context:
+        context = TaskContext(task_result=context_result or task_result)
         return task.call(context, *task_result.args, **task_result.kwargs)
     return task.call(*task_result.args, **task_result.kwargs)
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 import django_tasks
 
+from .django_task_class import build_django_task
 from .exceptions import ResultDoesNotExist
 from .utils import SerializedExceptionDict, exception_from_dict, get_module_path
 
@@ -76,8 +77,6 @@ class Task(Generic[P, T]):
         # Django 6's ``django.tasks.task`` builds our backends' ``task_class`` with
         # ``takes_context``, which only its own Task has: give it one.
         if "takes_context" in kwargs and cls is Task:
-            from .django_api import build_django_task
-
             return build_django_task(**kwargs)
         return super().__new__(cls)
 

@@ -329,7 +329,7 @@ options = WorkerOptions.from_command_line(
     queue_names=["a"], interval=0, batch=True, backend_name="default",
     startup_delay=False, processes=2, threads=2,
 )
-pool = ProcessPool(options)
+pool = ProcessPool(options, worker_path="django_tasks.backends.database.worker.Worker")
 pool.context = multiprocessing.get_context("spawn")
 pool.run()
 """

@@ -112,3 +112,16 @@ def finished_result_for(row: DBTaskResult, task: Any, started: Any) -> Any:
         exception_data=row.exception_data,
     )
     return started
+
+
+def context_result_for(row: DBTaskResult, task: Any, task_result: Any) -> Any:
+    """The result a ``django.tasks`` task's ``TaskContext`` holds, or None if it takes none.
+
+    Django's TaskResult of the row: ``task_result`` itself, except for a row
+    enqueued through ``django_tasks`` before its module moved to ``django.tasks``.
+    """
+    if not (django_api.is_django_task(task) and task.takes_context):
+        return None
+    if row.api == django_api.DJANGO:
+        return task_result
+    return django_task_result_for(row, task)

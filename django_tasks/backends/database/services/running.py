@@ -13,7 +13,11 @@ from django.utils import timezone
 from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.outcomes import Outcome, exception_data_for, record_outcome
-from django_tasks.backends.database.results import finished_result_for, task_result_for
+from django_tasks.backends.database.results import (
+    context_result_for,
+    finished_result_for,
+    task_result_for,
+)
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.django_api import call, signals_for
 from django_tasks.task import ResultStatus, Task
@@ -59,7 +63,7 @@ def run_task(
     try:
         signals.started.send(sender=backend_type, task_result=task_result)
         with call_guard():
-            return_value = call(task, task_result)
+            return_value = call(task, task_result, context_result_for(db_result, task, task_result))
         outcome = Outcome.complete(json_normalize(return_value), started_at=started_at)
         saved = save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
     except BaseException as e:

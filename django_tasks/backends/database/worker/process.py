@@ -57,7 +57,8 @@ class Worker:
         """Run until stopped by a signal (or, in batch mode, until no task is ready)."""
         options, state = self.options, self.state
         if options.processes > 1:
-            ProcessPool(options).run()
+            worker_path = f"{type(self).__module__}.{type(self).__qualname__}"
+            ProcessPool(options, worker_path=worker_path).run()
             return
 
         self._executors = executors = ExecutorThreads(options=options, state=state, db=self.db)

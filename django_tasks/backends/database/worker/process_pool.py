@@ -31,8 +31,11 @@ ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
 class ProcessPool:
     """``--processes N``: run N worker processes, forward signals, replace crashed ones."""
 
-    def __init__(self, options: WorkerOptions) -> None:
+    def __init__(self, options: WorkerOptions, *, worker_path: str) -> None:
         self.options = options
+        # The dotted path of the worker class each child runs, imported in the child
+        # once Django is set up (a spawned child can't import the models before).
+        self.worker_path = worker_path
         # What each child runs: the same options, as one process rather than a pool.
         self.child_options = replace(options, processes=1)
         self.running = True
@@ -66,7 +69,9 @@ class ProcessPool:
 
     def spawn(self, slot: int) -> None:
         process = self.context.Process(
-            target=run_child, args=(self.child_options, os.getpid()), name=f"db_worker-{slot}"
+            target=run_child,
+            args=(self.worker_path, self.child_options, os.getpid()),
+            name=f"db_worker-{slot}",
         )
         process.start()
         self.children[slot] = (process, time.monotonic())
@@ -119,14 +124,12 @@ class ProcessPool:
         self.wake.set()
 
 
-def run_child(options: WorkerOptions, parent_pid: int) -> None:
+def run_child(worker_path: str, options: WorkerOptions, parent_pid: int) -> None:
     """Run one ``--processes`` child: a worker process with the pool's options."""
     import django
     from django.apps import apps
+    from django.utils.module_loading import import_string
 
     if not apps.ready:  # spawned rather than forked
         django.setup()
-    # Imported once Django is set up: the worker's modules import the models.
-    from .process import Worker
-
-    Worker(options, parent_pid=parent_pid).start()
+    import_string(worker_path)(options, parent_pid=parent_pid).start()
