@@ -16,6 +16,7 @@ from django.views.generic.base import ContextMixin
 from django_htmx.middleware import HtmxDetails
 
 from django_tasks_admin import conf
+from django_tasks_admin.list_state import ResultListState
 from django_tasks_admin.live import HtmxHttpRequest
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ class DashboardMixin(ContextMixin):
 
     def url(self, name: str, *args: Any) -> str:
         return self.admin.dashboard_url(name, *args)
+
+    def read_list_state(self) -> ResultListState:
+        """The results list's state from this request's query string."""
+        return ResultListState.from_query(
+            self.request.GET,
+            list_url=self.url("changelist"),
+            retry_matching_url=self.url("retry_matching"),
+            cancel_matching_url=self.url("cancel_matching"),
+        )
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         request = self.request

@@ -18,7 +18,7 @@ from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import LIVE_STATUSES
 from django_tasks_admin import conf
 from django_tasks_admin.filters import ResultFilterSet, known_queue_names
-from django_tasks_admin.list_state import ResultListState, rows_fingerprint
+from django_tasks_admin.list_state import rows_fingerprint
 from django_tasks_admin.live import no_change
 from django_tasks_admin.pagination import KeysetPaginator
 from django_tasks_admin.tables import LIST_FIELDS, ResultTable
@@ -42,12 +42,7 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)
-        self.list_state = ResultListState.from_query(
-            request.GET,
-            list_url=self.url("changelist"),
-            retry_matching_url=self.url("retry_matching"),
-            cancel_matching_url=self.url("cancel_matching"),
-        )
+        self.list_state = self.read_list_state()
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if self.htmx.target == "dt-rows" and self.list_state.fingerprint:

@@ -28,7 +28,6 @@ from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks_admin import conf
 from django_tasks_admin.filters import ResultFilterSet
-from django_tasks_admin.list_state import ResultListState
 from django_tasks_admin.models import BulkRetry
 from django_tasks_admin.tasks import bulk_retry
 
@@ -77,12 +76,7 @@ class MatchingActionView(DashboardMixin, TemplateView):
 
     def setup(self, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
         super().setup(request, *args, **kwargs)
-        self.list_state = ResultListState.from_query(
-            request.GET,
-            list_url=self.url("changelist"),
-            retry_matching_url=self.url("retry_matching"),
-            cancel_matching_url=self.url("cancel_matching"),
-        )
+        self.list_state = self.read_list_state()
 
     def filterset(self) -> ResultFilterSet:
         filterset = ResultFilterSet(
