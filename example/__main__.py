@@ -192,6 +192,29 @@ def trickle(stop: threading.Event) -> None:
             close_old_connections()
 
 
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the worker and the server, and wait until each has exited.
+
+    The first SIGTERM lets a running task finish; a second one, 10 s later, makes
+    the worker record it FAILED and exit; a child still there 10 s after that is
+    killed.  Every child is waited for, so none outlives the demo.
+    """
+    for _attempt in range(2):
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children:
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -273,14 +296,7 @@ def main(argv: list[str]) -> int:
         pass
     finally:
         stop.set()
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_children(children)
     failed = [c for c in children if c.returncode not in (0, -signal.SIGTERM, None)]
     return 1 if failed else 0
 
