@@ -102,12 +102,10 @@ def inserter(task: Any, *, api_work: bool, result: bool) -> Callable[[], Any]:
     from django_tasks.backends.database.writes import sender, statements
     from django_tasks.signals import task_enqueued
 
-    command = sender._numbered_sql(
-        statements.insert_sql("default", notify=True, with_run_after=False)
-    )
+    command = sender._numbered_sql(statements.insert_sql("default", notify=True, optional=()))
     name = sender._statement_name(command)
     static = [str(v).encode() for v in (task.priority, task.module_path, task.queue_name)]
-    static += [b"default", b"[]"]
+    static += [b"default", b"[]", b"django_tasks", b"1"]  # backend, attempts, api, max_attempts
     pgconn = connections["default"].connection.pgconn
 
     def insert() -> Any:

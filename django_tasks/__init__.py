@@ -11,6 +11,7 @@ from django.utils.module_loading import import_string
 
 from .backends.base import BaseTaskBackend
 from .exceptions import InvalidTaskBackendError
+from .lifecycle import RetryLater, TimeLimitExceeded
 from .task import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE_NAME,
@@ -34,8 +35,10 @@ __all__ = [
     "BaseTaskBackend",
     "InvalidTaskBackendError",
     "ResultStatus",
+    "RetryLater",
     "Task",
     "TaskResult",
+    "TimeLimitExceeded",
     "__version__",
     "default_task_backend",
     "task",

@@ -19,6 +19,7 @@ import django_tasks
 
 from .django_task_class import build_django_task
 from .exceptions import ResultDoesNotExist
+from .lifecycle import Backoff, checked_settings
 from .utils import SerializedExceptionDict, exception_from_dict, get_module_path
 
 if TYPE_CHECKING:
@@ -72,6 +73,12 @@ class Task(Generic[P, T]):
     queue_name: str = DEFAULT_QUEUE_NAME
     run_after: datetime | None = None
     enqueue_on_commit: bool | None = None
+    # Lifecycle settings (see ``django_tasks.lifecycle``); None: the backend's default.
+    max_attempts: int | None = None
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
+    backoff: Backoff | None = None
+    time_limit: float | timedelta | None = None
+    unique_key: str | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Django 6's ``django.tasks.task`` builds our backends' ``task_class`` with
@@ -81,6 +88,15 @@ class Task(Generic[P, T]):
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
+        if (
+            self.max_attempts is not None
+            or self.retry_on is not None
+            or self.backoff is not None
+            or self.time_limit is not None
+            or self.unique_key is not None
+        ):
+            for name, value in checked_settings(self).items():
+                object.__setattr__(self, name, value)
         self.get_backend().validate_task(self)
 
     @property
@@ -100,9 +116,18 @@ class Task(Generic[P, T]):
         queue_name: str | None = None,
         run_after: datetime | timedelta | None = None,
         backend: str | None = None,
+        max_attempts: int | None = None,
+        time_limit: float | timedelta | None = None,
+        unique_key: str | None = None,
     ) -> Self:
         """Return a copy of the task with the given attributes changed."""
         changes: dict[str, Any] = {}
+        if max_attempts is not None:
+            changes["max_attempts"] = max_attempts
+        if time_limit is not None:
+            changes["time_limit"] = time_limit
+        if unique_key is not None:
+            changes["unique_key"] = unique_key
         if priority is not None:
             changes["priority"] = priority
         if queue_name is not None:
@@ -209,6 +234,11 @@ def task(
     queue_name: str = DEFAULT_QUEUE_NAME,
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     enqueue_on_commit: bool | None = None,
+    max_attempts: int | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    backoff: Backoff | None = None,
+    time_limit: float | timedelta | None = None,
+    unique_key: str | None = None,
 ) -> Callable[[Callable[P, T]], Task[P, T]]: ...
 
 
@@ -219,9 +249,31 @@ def task(
     queue_name: str = DEFAULT_QUEUE_NAME,
     backend: str = DEFAULT_TASK_BACKEND_ALIAS,
     enqueue_on_commit: bool | None = None,
+    max_attempts: int | None = None,
+    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None,
+    backoff: Backoff | None = None,
+    time_limit: float | timedelta | None = None,
+    unique_key: str | None = None,
 ) -> Task[P, T] | Callable[[Callable[P, T]], Task[P, T]]:
-    """Turn a module-level function into a task (usable bare or called)."""
+    """Turn a module-level function into a task (usable bare or called).
+
+    ``max_attempts``, ``retry_on``, ``backoff``, ``time_limit`` and ``unique_key``
+    are the lifecycle settings (``django_tasks.lifecycle``) of backends that
+    support them; unset, the backend's ``OPTIONS`` decide.
+    """
     from . import tasks
+
+    lifecycle = {
+        name: value
+        for name, value in (
+            ("max_attempts", max_attempts),
+            ("retry_on", retry_on),
+            ("backoff", backoff),
+            ("time_limit", time_limit),
+            ("unique_key", unique_key),
+        )
+        if value is not None
+    }
 
     def wrapper(f: Callable[P, T]) -> Task[P, T]:
         return tasks[backend].task_class(  # type: ignore[no-any-return]
@@ -230,6 +282,7 @@ def task(
             queue_name=queue_name,
             backend=backend,
             enqueue_on_commit=enqueue_on_commit,
+            **lifecycle,
         )
 
     if function:

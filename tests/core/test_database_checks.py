@@ -173,7 +173,10 @@ class DatabaseBackendOptionsChecksTestCase(SimpleTestCase):
             (message,) = tasks["default"].check()
         assert message.level == checks.WARNING
         assert message.msg == "Unknown OPTIONS of backend 'default': 'heartbeat_timout'"
-        assert message.hint == "The OPTIONS a DatabaseBackend reads: heartbeat_timeout, lost_tasks"
+        assert message.hint == (
+            "The OPTIONS a DatabaseBackend reads: "
+            "heartbeat_timeout, lost_tasks, task_defaults, task_overrides"
+        )
         assert message.id == "django_tasks.database.W001"
 
     def test_manage_py_check_reports_invalid_options(self) -> None:

@@ -132,6 +132,7 @@ class DatabaseBackend(BaseTaskBackend):
         enqueued_at: datetime | None,
         row_id: UUID | None = None,
     ) -> DBTaskResult:
+        max_attempts, time_limit, unique_key = self.db_options.row_settings(task)
         return _model().new_row(
             id=row_id,
             enqueued_at=enqueued_at,
@@ -142,6 +143,9 @@ class DatabaseBackend(BaseTaskBackend):
             run_after=task.run_after,
             backend_name=self.alias,
             api=api_of(task),
+            max_attempts=max_attempts,
+            time_limit=time_limit,
+            unique_key=unique_key,
         )
 
     def _insert(
@@ -173,6 +177,7 @@ class DatabaseBackend(BaseTaskBackend):
         fast = connection.vendor in FAST_VENDORS and not listened(model, pre_save, post_save)
         if not fast:
             return result()
+        max_attempts, time_limit, unique_key = self.db_options.row_settings(task)
         pending = insert_task(
             connection,
             in_transaction=in_transaction,
@@ -185,6 +190,9 @@ class DatabaseBackend(BaseTaskBackend):
             backend_name=self.alias,
             run_after=task.run_after,
             api=api_of(task),
+            max_attempts=max_attempts,
+            time_limit=time_limit,
+            unique_key=unique_key,
         )
         try:
             return result()  # while the database commits the row

@@ -24,6 +24,7 @@ from django_tasks.task import (
     DEFAULT_PRIORITY,
     DEFAULT_QUEUE_NAME,
     FINISHED_STATUSES,
+    LIVE_STATUSES,
     MAX_PRIORITY,
     MIN_PRIORITY,
     ResultStatus,
@@ -47,6 +48,8 @@ _API_DB_DEFAULT: dict[str, Any] = (
 )
 
 _CONDITION = "condition" if django.VERSION >= (5, 1) else "check"
+
+_ONE_DB_DEFAULT: dict[str, Any] = {"db_default": 1} if django.VERSION >= (5, 0) else {}
 
 
 class DBTaskResultQuerySet(models.QuerySet["DBTaskResult"]):
@@ -181,6 +184,12 @@ class DBTaskResult(models.Model):
         blank=True,
         **_API_DB_DEFAULT,
     )
+    # Lifecycle settings, resolved at enqueue (see django_tasks.lifecycle): how many
+    # attempts in all (earlier ones are in ``attempts``), the time limit of each,
+    # and the key no other waiting or running result of the task may share.
+    max_attempts = models.PositiveIntegerField(_("max attempts"), default=1, **_ONE_DB_DEFAULT)
+    time_limit = models.FloatField(_("time limit (seconds)"), null=True, blank=True)
+    unique_key = models.TextField(_("unique key"), null=True, blank=True)
 
     objects = DBTaskResultQuerySet.as_manager()
 
@@ -197,7 +206,14 @@ class DBTaskResult(models.Model):
             models.CheckConstraint(  # type: ignore[call-overload]
                 **{_CONDITION: Q(priority__range=(MIN_PRIORITY, MAX_PRIORITY))},
                 name="priority_range",
-            )
+            ),
+            # One waiting or running result per task and unique key: the database
+            # settles concurrent enqueues.
+            models.UniqueConstraint(
+                fields=["task_path", "unique_key"],
+                condition=Q(unique_key__isnull=False, status__in=sorted(LIVE_STATUSES)),
+                name="dtdb_unique_live_key",
+            ),
         ]
         indexes = [
             # The worker's claim query: ready() rows of one backend and queue, in
@@ -246,6 +262,9 @@ class DBTaskResult(models.Model):
         run_after: datetime | None,
         backend_name: str,
         api: str = django_api.OURS,
+        max_attempts: int = 1,
+        time_limit: float | None = None,
+        unique_key: str | None = None,
     ) -> DBTaskResult:
         """A NEW, unsaved row, as ``DBTaskResult(...)`` builds it, in a fraction of the time.
 
@@ -263,6 +282,9 @@ class DBTaskResult(models.Model):
                 run_after=run_after,
                 backend_name=backend_name,
                 api=api,
+                max_attempts=max_attempts,
+                time_limit=time_limit,
+                unique_key=unique_key,
             )
         # What __init__ would do with these values, minus its generic work.
         row = cls.__new__(cls)
@@ -284,6 +306,9 @@ class DBTaskResult(models.Model):
             worker_id=None,
             attempts=[],
             api=api,
+            max_attempts=max_attempts,
+            time_limit=time_limit,
+            unique_key=unique_key,
         )
         return row
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django_tasks import tasks
+from django_tasks.lifecycle import DEFAULTS, TaskSettings, check_settings, task_settings_of
+from django_tasks.utils import get_module_path
 
 DEFAULT_HEARTBEAT_TIMEOUT = 20.0
 """Seconds without a heartbeat after which a worker counts as lost."""
@@ -20,7 +22,7 @@ DEFAULT_HEARTBEAT_TIMEOUT = 20.0
 LOST_TASK_POLICIES = ("fail", "requeue")
 """``OPTIONS["lost_tasks"]``: fail lost tasks (default) or put them back to NEW."""
 
-KNOWN_OPTIONS = ("heartbeat_timeout", "lost_tasks")
+KNOWN_OPTIONS = ("heartbeat_timeout", "lost_tasks", "task_defaults", "task_overrides")
 """The ``OPTIONS`` keys a DatabaseBackend reads."""
 
 
@@ -34,6 +36,9 @@ class DatabaseOptions:
 
     heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
     lost_tasks: str = "fail"
+    # Lifecycle settings (checked): for every task, and per task path (winning).
+    task_defaults: Mapping[str, Any] = field(default_factory=dict)
+    task_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # (key, message) for each invalid value, whose default is used instead.
     problems: tuple[tuple[str, str], ...] = ()
     unknown_keys: tuple[str, ...] = ()
@@ -65,8 +70,47 @@ class DatabaseOptions:
         else:
             invalid("lost_tasks", f"one of {', '.join(LOST_TASK_POLICIES)}")
 
+        where = f"OPTIONS['task_defaults'] of backend {backend_name!r}"
+        try:
+            values["task_defaults"] = _settings_mapping(options.get("task_defaults", {}), where)
+        except (TypeError, ValueError) as e:
+            problems.append(("task_defaults", str(e)))
+
+        overrides = options.get("task_overrides", {})
+        if isinstance(overrides, Mapping) and all(isinstance(k, str) for k in overrides):
+            checked: dict[str, Mapping[str, Any]] = {}
+            for path, settings in overrides.items():
+                where = f"OPTIONS['task_overrides'][{path!r}] of backend {backend_name!r}"
+                try:
+                    checked[path] = _settings_mapping(settings, where)
+                except (TypeError, ValueError) as e:
+                    problems.append(("task_overrides", str(e)))
+            values["task_overrides"] = checked
+        else:
+            invalid("task_overrides", "a dict of task paths to dicts of task settings")
+
         unknown = tuple(sorted(str(key) for key in options if key not in KNOWN_OPTIONS))
         return cls(**values, problems=tuple(problems), unknown_keys=unknown)
+
+    def settings_for(self, task: Any) -> TaskSettings:
+        """The lifecycle settings ``task`` (of either API) runs with on this backend."""
+        settings = DEFAULTS.merged(self.task_defaults).merged(task_settings_of(task))
+        if self.task_overrides:
+            settings = settings.merged(self.task_overrides.get(get_module_path(task.func), {}))
+        return settings
+
+    def row_settings(self, task: Any) -> tuple[int, float | None, str | None]:
+        """``(max_attempts, time_limit, unique_key)`` for a row of ``task`` (enqueue's path)."""
+        if (
+            not self.task_defaults
+            and not self.task_overrides
+            and getattr(task, "max_attempts", None) is None
+            and getattr(task, "time_limit", None) is None
+            and getattr(task, "unique_key", None) is None
+        ):
+            return 1, None, None
+        settings = self.settings_for(task)
+        return settings.max_attempts, settings.time_limit, settings.unique_key
 
     @property
     def errors(self) -> list[str]:
@@ -78,6 +122,12 @@ class DatabaseOptions:
         errors = [message for key, message in self.problems if not keys or key in keys]
         if errors:
             raise InvalidOptions("; ".join(errors))
+
+
+def _settings_mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{where} must be a dict of task settings, not {value!r}")
+    return check_settings(value, where=where)
 
 
 def options_for(backend_name: str) -> DatabaseOptions:

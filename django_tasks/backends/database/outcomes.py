@@ -1,4 +1,4 @@
-"""Recording how a run ended (RUNNING -> COMPLETE or FAILED): one UPDATE of the row.
+"""Recording how a run ended (RUNNING -> COMPLETE, FAILED, or NEW to retry): one UPDATE.
 
 The worker records through :func:`record_outcome` with its worker id, so a row
 recovered by another worker meanwhile is left alone; ``DBTaskResult.set_complete()``
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
 
+from .attempts import Attempt
 from .utils import normalize_uuid
 from .writes import update_outcome
 
@@ -31,14 +32,16 @@ worker_logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
-    """The columns that record a finished run."""
+    """The columns that record how a run ended."""
 
     status: ResultStatus
-    finished_at: datetime
+    finished_at: datetime | None
     return_value: Any = None
     exception_data: Any = None
     started_at: datetime | None = None
     """When the run started; None leaves the column as it is."""
+    requeue: tuple[tuple[str, Any], ...] = ()
+    """For a retry: the further columns that put the row back to waiting."""
 
     @classmethod
     def complete(cls, return_value: Any, *, started_at: datetime | None = None) -> Outcome:
@@ -60,7 +63,43 @@ class Outcome:
             started_at=started_at,
         )
 
+    @classmethod
+    def retry(
+        cls, row: DBTaskResult, exception_data: Any, *, delay: float, worker_id: Any
+    ) -> Outcome:
+        """A failed attempt of ``row`` to run again in ``delay`` seconds.
+
+        The row goes back to NEW, its run columns cleared, ``run_after`` set and the
+        attempt appended to ``attempts`` (as a manual retry keeps it).
+        """
+        now = timezone.now()
+        attempt = Attempt.failed(
+            exception_data=exception_data,
+            enqueued_at=row.enqueued_at,
+            started_at=row.started_at,
+            finished_at=now,
+            worker_id=worker_id or row.worker_id,
+        )
+        return cls(
+            status=ResultStatus.NEW,
+            finished_at=None,
+            requeue=(
+                ("started_at", None),
+                ("worker_id", None),
+                ("run_after", now + timedelta(seconds=delay)),
+                ("attempts", [*(row.attempts or []), attempt.to_json()]),
+            ),
+        )
+
     def columns(self) -> dict[str, Any]:
+        if self.requeue:
+            return {
+                "status": self.status,
+                "finished_at": None,
+                "return_value": None,
+                "exception_data": None,
+                **dict(self.requeue),
+            }
         columns = {
             "status": self.status,
             "finished_at": self.finished_at,
@@ -102,14 +141,15 @@ def record_outcome(
     ):
         if not only_running:
             raise DatabaseError(f"Task result {row.pk} could not be saved: its row is gone")
-        # A retry after a lost reply may find its own earlier write (same finished_at).
-        mine = (
-            type(row)
-            ._default_manager.using(using)
-            .filter(pk=row.pk, status=outcome.status, finished_at=outcome.finished_at)
-        )
-        if worker_id is not None:
-            mine = mine.filter(worker_id=worker_id)
+        # A retry after a lost reply may find its own earlier write (same finished_at,
+        # or for a retry the same run_after).
+        mine = type(row)._default_manager.using(using).filter(pk=row.pk, status=outcome.status)
+        if outcome.requeue:
+            mine = mine.filter(run_after=columns["run_after"])
+        else:
+            mine = mine.filter(finished_at=outcome.finished_at)
+            if worker_id is not None:
+                mine = mine.filter(worker_id=worker_id)
         if not mine.exists():
             worker_logger.warning(
                 "Task id=%s was recovered by another worker while it ran: its outcome (%s) "

@@ -20,6 +20,7 @@ from django_tasks.backends.database.results import (
 )
 from django_tasks.backends.database.utils import normalize_uuid
 from django_tasks.django_api import call, signals_for
+from django_tasks.lifecycle import DEFAULTS, TaskSettings
 from django_tasks.task import ResultStatus, Task
 from django_tasks.utils import json_normalize
 
@@ -49,12 +50,12 @@ def run_task(
     save = db_retry or _call
     db_result.started_at = started_at = timezone.now()
     try:
-        task, backend_type = (tasks or TaskCache()).resolve(db_result)
+        task, backend_type, settings = (tasks or TaskCache()).resolve(db_result)
         task_result = task_result_for(db_result, task)
     except BaseException as e:  # ImportError, SuspiciousOperation, bad arguments...
-        saved = _save_failure(db_result, e, worker_id, save)
+        status = _save_failure(db_result, e, worker_id, save)
         worker_logger.exception("Task id=%s failed unexpectedly", normalize_uuid(db_result.pk))
-        return ResultStatus.FAILED if saved else None
+        return status
 
     worker_logger.info(
         "Task id=%s path=%s state=%s", task_result.id, db_result.task_path, ResultStatus.RUNNING
@@ -67,8 +68,9 @@ def run_task(
         outcome = Outcome.complete(json_normalize(return_value), started_at=started_at)
         saved = save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
     except BaseException as e:
-        if not _save_failure(db_result, e, worker_id, save):
-            return None
+        status = _save_failure(db_result, e, worker_id, save, settings)
+        if status != ResultStatus.FAILED:
+            return status  # waiting to retry (no task_finished yet), or not ours
         finished = finished_result_for(db_result, task, task_result)
         signals.finished.send(sender=backend_type, task_result=finished)
         return ResultStatus.FAILED
@@ -80,7 +82,8 @@ def run_task(
 
 
 class TaskCache:
-    """Resolve rows' tasks, each (path, priority, queue, run_after, backend) once.
+    """Resolve rows' tasks and their lifecycle settings, each (path, priority, queue,
+    run_after, backend) once.
 
     For one worker's lifetime, over which settings don't change: importing and
     validating a task costs more than running a no-op one.
@@ -88,10 +91,13 @@ class TaskCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._tasks: dict[tuple[Any, ...], tuple[Task[Any, Any], type[Any]]] = {}
+        self._tasks: dict[tuple[Any, ...], tuple[Task[Any, Any], type[Any], TaskSettings]] = {}
 
-    def resolve(self, db_result: DBTaskResult) -> tuple[Task[Any, Any], type[Any]]:
-        """Return the row's task and its backend's class (import errors propagate)."""
+    def resolve(self, db_result: DBTaskResult) -> tuple[Task[Any, Any], type[Any], TaskSettings]:
+        """Return the row's task, its backend's class and the task's settings there.
+
+        Import errors propagate.
+        """
         key = (
             db_result.task_path,
             db_result.priority,
@@ -102,22 +108,54 @@ class TaskCache:
         resolved = self._tasks.get(key)
         if resolved is None:
             task = db_result.task
-            resolved = (task, type(task.get_backend()))
+            backend = task.get_backend()
+            resolved = (task, type(backend), settings_for(backend, task))
             if len(self._tasks) >= self.size:
                 self._tasks.clear()
             self._tasks[key] = resolved
         return resolved
 
 
+def settings_for(backend: Any, task: Any) -> TaskSettings:
+    """The lifecycle settings of ``task`` on ``backend`` (the defaults on other backends)."""
+    options = getattr(backend, "db_options", None)
+    return options.settings_for(task) if options is not None else DEFAULTS
+
+
 def fail_task(
-    db_result: DBTaskResult, exc: BaseException, *, worker_id: UUID | str | None = None
-) -> bool:
-    """Record ``exc`` as the outcome of a RUNNING row held by ``worker_id``."""
-    return _save_failure(db_result, exc, worker_id, _call)
+    db_result: DBTaskResult,
+    exc: BaseException,
+    *,
+    worker_id: UUID | str | None = None,
+    settings: TaskSettings | None = None,
+) -> ResultStatus | None:
+    """Record ``exc`` as the outcome of a RUNNING row held by ``worker_id``.
+
+    With the task's ``settings``, the attempt is retried if they allow it (the
+    row goes back to NEW).  Returns the status saved: FAILED, NEW, or None when
+    the row was no longer ours.  Sends no signal.
+    """
+    return _save_failure(db_result, exc, worker_id, _call, settings)
 
 
 def _call(write: Callable[[], bool]) -> bool:
     return write()
+
+
+def _retry_delay(
+    db_result: DBTaskResult, exc: BaseException, settings: TaskSettings | None
+) -> float | None:
+    """Seconds until the next attempt, or None if this failure is final."""
+    attempt = len(db_result.attempts or []) + 1
+    if settings is None or attempt >= db_result.max_attempts or not settings.retries(exc):
+        return None
+    try:
+        return settings.delay(attempt, exc)
+    except Exception as e:
+        note = f"Not retried: the backoff {settings.backoff!r} failed with {e!r}"
+        exc.add_note(note)
+        worker_logger.error("Task id=%s %s", normalize_uuid(db_result.pk), note)
+        return None
 
 
 def _save_failure(
@@ -125,21 +163,45 @@ def _save_failure(
     exc: BaseException,
     worker_id: UUID | str | None,
     save: Callable[[Callable[[], bool]], bool],
-) -> bool:
+    settings: TaskSettings | None = None,
+) -> ResultStatus | None:
+    """Record a failed attempt: FAILED, or back to NEW when ``settings`` retry it."""
+    delay = _retry_delay(db_result, exc, settings)
     if db_result.api == django_api.DJANGO:
         exception_data = django_api.exception_data(exc)  # errors[] needs no arguments
     else:
         exception_data = exception_data_for(db_result.pk, exc)
-    outcome = Outcome.failed(exception_data, started_at=db_result.started_at)
+
+    def outcome(data: Any) -> Outcome:
+        if delay is None:
+            return Outcome.failed(data, started_at=db_result.started_at)
+        return Outcome.retry(db_result, data, delay=delay, worker_id=worker_id)
+
     try:
-        return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
+        saved = save(
+            lambda: record_outcome(db_result, outcome(exception_data), worker_id=worker_id)
+        )
     except Exception:
         if exception_data is None:
             raise
-    # The database refused the exception's text (e.g. a NUL byte on PostgreSQL).
-    logger.exception("Task id=%s unable to save exception", normalize_uuid(db_result.pk))
-    fallback = None
-    if db_result.api == django_api.DJANGO:  # errors[] keeps the class path and traceback
-        fallback = django_api.without_nul(exception_data)
-    outcome = Outcome.failed(fallback, started_at=db_result.started_at)
-    return save(lambda: record_outcome(db_result, outcome, worker_id=worker_id))
+        # The database refused the exception's text (e.g. a NUL byte on PostgreSQL).
+        logger.exception("Task id=%s unable to save exception", normalize_uuid(db_result.pk))
+        fallback = None
+        if db_result.api == django_api.DJANGO:  # errors[] keeps the class path and traceback
+            fallback = django_api.without_nul(exception_data)
+        saved = save(lambda: record_outcome(db_result, outcome(fallback), worker_id=worker_id))
+    if not saved:
+        return None
+    if delay is None:
+        return ResultStatus.FAILED
+    worker_logger.warning(
+        "Task id=%s path=%s state=%s attempt=%s/%s error=%r: retrying in %.1f s",
+        normalize_uuid(db_result.pk),
+        db_result.task_path,
+        ResultStatus.NEW,
+        len(db_result.attempts or []),
+        db_result.max_attempts,
+        exc,
+        delay,
+    )
+    return ResultStatus.NEW

@@ -191,7 +191,9 @@ def recover_lost_tasks(
         if policy == "fail":
             failed += _fail_lost(held, message)
         else:
-            requeued += _requeue_lost(held, message)
+            back, ended = _requeue_lost(held, message)
+            requeued += back
+            failed += ended
         worker_logger.warning(
             "Recovered tasks of a lost worker (%s): %s",
             "failed" if policy == "fail" else "requeued",
@@ -224,13 +226,22 @@ def _fail_lost(held: DBTaskResultQuerySet, message: str) -> int:
     return fail_rows(held, WorkerLost(message))
 
 
-def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> int:
-    """Put ``held`` back to NEW, appending the lost attempt to each row's ``attempts``."""
+def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> tuple[int, int]:
+    """Put ``held`` back to NEW, appending the lost attempt to each row's ``attempts``.
+
+    Returns how many were requeued and how many failed.
+    A lost run counts as an attempt: rows of tasks with ``max_attempts`` set (above
+    one) whose last attempt this was are failed instead, with WorkerLost.
+    """
     now = timezone.now()
     count = 0
-    for pk, worker_id, attempts, enqueued_at, started_at in held.values_list(
-        "pk", "worker_id", "attempts", "enqueued_at", "started_at"
+    last: list[Any] = []
+    for pk, worker_id, attempts, enqueued_at, started_at, max_attempts in held.values_list(
+        "pk", "worker_id", "attempts", "enqueued_at", "started_at", "max_attempts"
     ):
+        if max_attempts > 1 and len(attempts or []) + 1 >= max_attempts:
+            last.append(pk)
+            continue
         record = Attempt(
             exception_class_path=f"{WorkerLost.__module__}.{WorkerLost.__qualname__}",
             message=message,
@@ -246,4 +257,7 @@ def _requeue_lost(held: DBTaskResultQuerySet, message: str) -> int:
             worker_id=None,
             attempts=Value([*(attempts or []), record], output_field=JSONField()),
         )
-    return count
+    ended = 0
+    if last:
+        ended = fail_rows(held.filter(pk__in=last), WorkerLost(f"{message} (its last attempt)"))
+    return count, ended

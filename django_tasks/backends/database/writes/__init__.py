@@ -46,6 +46,9 @@ def insert_task(
     backend_name: str,
     run_after: datetime | None,
     api: str,
+    max_attempts: int = 1,
+    time_limit: float | None = None,
+    unique_key: str | None = None,
 ) -> Pending:
     """Send the INSERT of a NEW row; return what waits for it (see ``sender.send``).
 
@@ -69,19 +72,22 @@ def insert_task(
         backend_name,
         "[]",
         api,
+        max_attempts,
     ]
-    with_run_after = run_after is not None
-    if with_run_after:
-        params.append(run_after)
+    optional: tuple[str, ...] = ()
+    if run_after is not None or time_limit is not None or unique_key is not None:
+        values = {"run_after": run_after, "time_limit": time_limit, "unique_key": unique_key}
+        optional = tuple(name for name, value in values.items() if value is not None)
+        params.extend(values[name] for name in optional)
     if connection.vendor != "postgresql":
-        sql = statements.insert_sql(using, notify=False, with_run_after=with_run_after)
-        return sender.send(connection, sql, statements.adapt_insert(params, connection))
+        sql = statements.insert_sql(using, notify=False, optional=optional)
+        return sender.send(connection, sql, statements.adapt_insert(params, optional, connection))
     if not in_transaction:
-        sql = statements.insert_sql(using, notify=True, with_run_after=with_run_after)
+        sql = statements.insert_sql(using, notify=True, optional=optional)
         return sender.send(connection, sql, params, prepare=True)
     ready = run_after is None or run_after <= timezone.now()
     notify = ready and statements.first_in_transaction(connection, (backend_name, queue_name))
-    sql = statements.insert_sql(using, notify=notify, with_run_after=with_run_after)
+    sql = statements.insert_sql(using, notify=notify, optional=optional)
     return sender.send(connection, sql, params)
 
 

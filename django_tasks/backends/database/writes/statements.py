@@ -27,8 +27,8 @@ APP_LABEL = "django_tasks_database"
 NOTIFY_CHANNEL = "django_tasks"
 """PostgreSQL channel that wakes idle workers; payload ``"<backend>\\n<queue>"``."""
 
-# The columns an enqueue writes, in the order of the parameters; the others stay
-# NULL (or, for ``run_after``, are added when set).
+# The columns an enqueue writes, in the order of the parameters, followed by those
+# of ``OPTIONAL_COLUMNS`` that are set; the others stay NULL.
 INSERT_COLUMNS = (
     "id",
     "status",
@@ -40,7 +40,9 @@ INSERT_COLUMNS = (
     "backend_name",
     "attempts",
     "api",
+    "max_attempts",
 )
+OPTIONAL_COLUMNS = ("run_after", "time_limit", "unique_key")
 
 _JSON_FIELDS = frozenset({"return_value", "exception_data", "args_kwargs", "attempts"})
 _UUID_FIELDS = frozenset({"id", "worker_id"})
@@ -71,41 +73,41 @@ def adapt(name: str, value: Any, connection: BaseDatabaseWrapper) -> Any:
     return field.get_db_prep_save(value, connection)
 
 
-def adapt_insert(params: list[Any], connection: BaseDatabaseWrapper) -> list[Any]:
+def adapt_insert(
+    params: list[Any], optional: tuple[str, ...], connection: BaseDatabaseWrapper
+) -> list[Any]:
     """Adapt the INSERT's id and datetimes as the fields would (SQLite: hex text, naive UTC).
 
     The JSON columns are JSON text already, which SQLite stores as it is.
     """
     return [
-        value if type(value) in (str, int) else adapt(name, value, connection)
-        for name, value in zip((*INSERT_COLUMNS, "run_after"), params, strict=False)
+        value if type(value) in (str, int, float) else adapt(name, value, connection)
+        for name, value in zip((*INSERT_COLUMNS, *optional), params, strict=True)
     ]
 
 
 # --- the INSERT of a NEW row -------------------------------------------------------
 
-_insert_sql: dict[tuple[str, bool, bool], str] = {}
+_insert_sql: dict[tuple[str, bool, tuple[str, ...]], str] = {}
 
 
-def insert_sql(using: str, *, notify: bool, with_run_after: bool) -> str:
-    """The INSERT of a NEW row (``%s`` placeholders, in ``INSERT_COLUMNS`` order).
+def insert_sql(using: str, *, notify: bool, optional: tuple[str, ...]) -> str:
+    """The INSERT of a NEW row (``%s`` placeholders: ``INSERT_COLUMNS``, then ``optional``).
 
     ``notify`` (PostgreSQL): the same statement also sends ``NOTIFY`` when the
     task is ready now and a worker of its backend says it waits.
     """
-    key = (using, notify, with_run_after)
+    key = (using, notify, optional)
     sql = _insert_sql.get(key)
     if sql is None:
-        sql = _insert_sql[key] = _compile_insert(
-            using, notify=notify, with_run_after=with_run_after
-        )
+        sql = _insert_sql[key] = _compile_insert(using, notify=notify, optional=optional)
     return sql
 
 
-def _compile_insert(using: str, *, notify: bool, with_run_after: bool) -> str:
+def _compile_insert(using: str, *, notify: bool, optional: tuple[str, ...]) -> str:
     model = result_model()
     meta = model._meta
-    names = (*INSERT_COLUMNS, "run_after") if with_run_after else INSERT_COLUMNS
+    names = (*INSERT_COLUMNS, *optional)
     query = InsertQuery(model)
     query.insert_values(
         [meta.get_field(name) for name in names],  # type: ignore[misc]
