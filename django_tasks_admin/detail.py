@@ -13,6 +13,7 @@ from django_tasks.backends.database.services import is_cancelled
 from django_tasks.task import LIVE_STATUSES, ResultStatus
 from django_tasks.utils import exception_message
 
+from .attempts import attempt_line, is_time_limit, seconds_text
 from .formatting import duration_text, pretty_json, task_name
 from .live import fingerprint
 from .tables import django_status_name
@@ -29,6 +30,7 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
     if result.worker_id:
         worker = DBWorker.objects.filter(pk=result.worker_id).first()
     live = result.status in LIVE_STATUSES
+    history = result.attempt_history
     return {
         "result": result,
         # django.tasks' name for the status, on its rows, where it differs from ours.
@@ -55,14 +57,16 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
             "message": exception_message(data.get("exc_args", [])),
             "sections": parse_traceback(data.get("exc_traceback")),
             "raw": data.get("exc_traceback", ""),
+            "time_limit": is_time_limit(data.get("exc_type")),
         }
         if data
         else None,
         # Newest first, numbered from the first attempt.
-        "attempts": [
-            _attempt(a, number)
-            for number, a in reversed(list(enumerate(result.attempt_history, 1)))
-        ],
+        "attempts": [_attempt(a, number) for number, a in reversed(list(enumerate(history, 1)))],
+        "attempt_line": attempt_line(result),
+        # Retries keep the first attempt's enqueue time (a manual one resets enqueued_at).
+        "first_enqueued_at": history[0].enqueued_at if history else None,
+        "time_limit_text": seconds_text(result.time_limit) if result.time_limit is not None else "",
         "worker": worker,
         "can_retry_this": result.status == ResultStatus.FAILED
         and admin.has_retry_permission(request),
@@ -83,6 +87,7 @@ def _attempt(attempt: Attempt, number: int) -> dict[str, Any]:
         "finished_at": finished,
         "number": number,
         "exception_class_path": attempt.exception_class_path or "",
+        "time_limit": is_time_limit(attempt.exception_class_path),
         "message": attempt.message or "",
         "sections": parse_traceback(attempt.traceback),
         "worker_id": attempt.worker_id,

@@ -93,6 +93,13 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         choices=[("yes", _("cancelled only")), ("no", _("not cancelled"))],
         empty_label=_("any"),
     )
+    retrying = django_filters.ChoiceFilter(
+        label=_("Waiting to retry"),
+        method="filter_retrying",
+        choices=[("yes", _("waiting to retry only")), ("no", _("not waiting to retry"))],
+        empty_label=_("any"),
+        widget=forms.Select(attrs={"title": _("Waiting (NEW) after at least one failed attempt")}),
+    )
     priority = django_filters.RangeFilter(label=_("Priority"), widget=NumberRangeWidget)
     enqueued = django_filters.DateTimeFromToRangeFilter(
         label=_("Enqueued"), field_name="enqueued_at", widget=DateTimeLocalRangeWidget
@@ -122,6 +129,11 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
             return queryset.filter(cancelled)
         # The pk subquery keeps rows whose exception_data is NULL (SQL's NOT IN on NULL).
         return queryset.exclude(pk__in=DBTaskResult.objects.filter(cancelled).values("pk"))
+
+    def filter_retrying(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        """NEW results with at least one earlier attempt (or all others)."""
+        retrying = Q(status=ResultStatus.NEW) & ~Q(attempts=[])
+        return queryset.filter(retrying) if value == "yes" else queryset.exclude(retrying)
 
     def filter_queues(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         names = [n.strip() for n in value.split(",") if n.strip()]

@@ -10,7 +10,6 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timesince import timesince, timeuntil
 
 
 def absolute_time(value: datetime) -> str:
@@ -20,13 +19,31 @@ def absolute_time(value: datetime) -> str:
 
 
 def relative_time(value: datetime, now: datetime | None = None) -> str:
-    """Return "3 minutes ago" or "in 5 minutes"."""
+    """Return "3 m 5 s ago" or "in 1 h 59 m": two units, never "in 1 hour" for 1 h 59 m."""
     now = now or timezone.now()
     if value <= now:
-        if (now - value).total_seconds() < 60:
-            return f"{int((now - value).total_seconds())} s ago"
-        return f"{timesince(value, now, depth=1)} ago"
-    return f"in {timeuntil(value, now, depth=1)}"
+        return f"{exact_duration(now - value)} ago"
+    return f"in {exact_duration(value - now)}"
+
+
+def exact_duration(delta: timedelta) -> str:
+    """Return ``delta`` in its two largest units, the smaller one rounded.
+
+    "45 s", "4 m 5 s", "1 h 59 m", "3 d 4 h" (a zero second unit is left out: "2 h").
+    """
+    seconds = abs(delta.total_seconds())
+    if round(seconds) < 3600:
+        return _two_units(round(seconds), 60, "m", "s")
+    if round(seconds / 60) < 24 * 60:
+        return _two_units(round(seconds / 60), 60, "h", "m")
+    return _two_units(round(seconds / 3600), 24, "d", "h")
+
+
+def _two_units(count: int, per: int, large: str, small: str) -> str:
+    big, rest = divmod(count, per)
+    if not big:
+        return f"{rest} {small}"
+    return f"{big} {large} {rest} {small}" if rest else f"{big} {large}"
 
 
 def time_html(value: datetime | None, *, inline: bool = False) -> SafeString:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import django_tables2 as tables
+from django.db.models import Case, QuerySet, TextField, When
+from django.db.models.fields.json import KT
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -12,7 +14,9 @@ from django.utils.translation import gettext_lazy as _
 
 from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.task import ResultStatus
 
+from .attempts import is_time_limit, time_limit_label
 from .formatting import duration_text, task_name, time_html
 
 # Only the columns the table shows: the JSON columns can be large.
@@ -29,6 +33,21 @@ LIST_FIELDS = (
     "run_after",
     "api",
 )
+
+
+def with_error_class(rows: QuerySet[DBTaskResult]) -> QuerySet[DBTaskResult]:
+    """``rows`` with ``exc_type``: a FAILED row's exception class path, else None.
+
+    Read in SQL from ``exception_data``, so the list never loads tracebacks.
+    """
+    return rows.annotate(
+        exc_type=Case(
+            When(status=ResultStatus.FAILED, then=KT("exception_data__exc_type")),
+            default=None,
+            output_field=TextField(),
+        )
+    )
+
 
 # The statuses django.tasks names otherwise (NEW: READY, COMPLETE: SUCCESSFUL).
 _DJANGO_NAMES = {
@@ -91,10 +110,28 @@ class ResultTable(tables.Table):  # type: ignore[misc]
     took = tables.Column(
         accessor="pk", verbose_name=_("Ran for"), orderable=False, attrs={"td": {"class": "dt-num"}}
     )
+    # The list's queryset annotates exc_type (list_rows()); a FAILED row's only.
+    error = tables.Column(
+        accessor="exc_type",
+        verbose_name=_("Error"),
+        orderable=False,
+        default="",
+        attrs={"td": {"class": "dt-error"}},
+    )
 
     class Meta:
         model = DBTaskResult
-        fields = ("ids", "status", "task", "queue", "priority", "enqueued", "finished", "took")
+        fields = (
+            "ids",
+            "status",
+            "task",
+            "queue",
+            "priority",
+            "enqueued",
+            "finished",
+            "took",
+            "error",
+        )
         template_name = "django_tasks_admin/table.html"
         attrs = {"id": "result_list", "class": "dt-table"}
         row_attrs = {
@@ -144,3 +181,11 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         if record.finished_at is None:
             return "…"
         return duration_text(record.finished_at - record.started_at)
+
+    def render_error(self, value: str, record: DBTaskResult) -> SafeString:
+        """The failure's short class name; its path as the title, "time limit" labelled."""
+        short = value.rpartition(".")[2] or value
+        html = format_html('<code class="dt-exc-class" title="{}">{}</code>', value, short)
+        if is_time_limit(value):
+            return format_html("{} {}", time_limit_label(), html)
+        return html

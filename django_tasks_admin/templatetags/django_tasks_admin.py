@@ -8,6 +8,7 @@ from django import template
 from django.utils.safestring import SafeString
 
 from django_tasks import django_api
+from django_tasks_admin.attempts import time_limit_label
 from django_tasks_admin.formatting import duration_text, time_html
 from django_tasks_admin.list_state import ResultListState
 from django_tasks_admin.tables import api_html, status_html
@@ -42,3 +43,9 @@ def dt_duration(value: timedelta | None) -> str:
 def dt_sort_url(list_state: ResultListState, column: str) -> str:
     """The results list sorted by ``column`` (reversed if it is sorted by it already)."""
     return list_state.sort_url(column)
+
+
+@register.simple_tag
+def dt_time_limit_label(time_limit: float | None = None) -> SafeString:
+    """The "time limit" badge of a failure that ran past its limit."""
+    return time_limit_label(time_limit)

@@ -21,7 +21,7 @@ from django_tasks_admin.filters import ResultFilterSet, known_queue_names
 from django_tasks_admin.list_state import rows_fingerprint
 from django_tasks_admin.live import no_change
 from django_tasks_admin.pagination import KeysetPaginator
-from django_tasks_admin.tables import LIST_FIELDS, ResultTable
+from django_tasks_admin.tables import LIST_FIELDS, ResultTable, with_error_class
 
 from .base import DashboardMixin
 
@@ -55,7 +55,7 @@ class ResultListView(DashboardMixin, SingleTableMixin, FilterView):  # type: ign
         return super().get(request, *args, **kwargs)  # type: ignore[no-any-return]
 
     def get_queryset(self) -> Any:
-        return DBTaskResult.objects.only(*LIST_FIELDS)
+        return with_error_class(DBTaskResult.objects.only(*LIST_FIELDS))
 
     def get_filterset_kwargs(self, filterset_class: type[FilterSet]) -> dict[str, Any]:
         kwargs: dict[str, Any] = super().get_filterset_kwargs(filterset_class)
