@@ -40,7 +40,8 @@ if django.VERSION >= (6, 0):
             # Checked (and normalised) before Django's own validation.
             for name, value in checked_settings(self).items():
                 object.__setattr__(self, name, value)
-            super().__post_init__()
+            # (slots=True makes a new class: zero-argument super() would see the old one)
+            DjangoTask.__post_init__(self)
 
 
 def build_django_task(**kwargs: Any) -> Any:
