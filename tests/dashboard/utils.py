@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.test import TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_to_dict
@@ -85,6 +87,27 @@ def make_complete(value: Any = 42, **kwargs: Any) -> DBTaskResult:
         **kwargs,
     }
     return make_row(**values)
+
+
+def claim(result_id: Any, worker_id: uuid.UUID) -> DBTaskResult:
+    """Claim the row of ``result_id`` for ``worker_id`` as a db_worker does (it must be due)."""
+    claimed = services.claim_tasks(
+        backend_name="default", queue_names=None, worker_id=worker_id, limit=100
+    )
+    mine = [row for row in claimed if str(row.pk) == str(result_id)]
+    assert mine, f"result {result_id} was not due to run"
+    # Put back any other row claimed on the way, untouched.
+    others = [row.pk for row in claimed if str(row.pk) != str(result_id)]
+    if others:
+        services.release_tasks(worker_id=worker_id, ids=others)
+    return mine[0]
+
+
+def run_attempt(result_id: Any, worker_id: uuid.UUID | None = None) -> DBTaskResult:
+    """Run one attempt of a due row as the worker does (claim, then services.run_task)."""
+    worker_id = worker_id or uuid.uuid4()
+    services.run_task(claim(result_id, worker_id), worker_id=worker_id)
+    return DBTaskResult.objects.get(pk=result_id)
 
 
 def staff(username: str, *perms: str) -> User:
