@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django_tasks import task
@@ -24,3 +25,9 @@ def broken(order_id: int) -> None:
         int(f"order-{order_id}")
     except ValueError as e:
         raise RuntimeError(f"cannot process order {order_id}") from e
+
+
+@task(max_attempts=3, backoff=timedelta(hours=1, minutes=59))
+def sync_inventory(warehouse: str) -> None:
+    """Always fail; retried (3 attempts in all) 1 h 59 m after each failure."""
+    raise TimeoutError(f"warehouse {warehouse} did not answer")

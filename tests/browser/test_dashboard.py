@@ -187,3 +187,43 @@ def test_prune_dry_run_then_prune(
     page.click("button.dt-danger")
     expect(page.locator(".messagelist")).to_contain_text("Deleted 6 task results.")
     assert list(DBTaskResult.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+def test_a_result_waiting_to_retry_shows_its_attempt_and_history(
+    page: Any,
+    live_server: Any,
+    django_user_model: Any,
+    workers: Workers,
+    db_tasks: None,
+) -> None:
+    result = browser_tasks.sync_inventory.enqueue("north")
+    workers.start("--queue-name", "*", "--interval", "0.2")
+
+    def retried() -> bool:
+        row = DBTaskResult.objects.get(pk=result.id)
+        return row.status == ResultStatus.NEW and len(row.attempts) == 1
+
+    wait_until(retried, timeout=60, what="the worker's first attempt to fail and be retried")
+    log_in(page, live_server, django_user_model)
+
+    # The list's "waiting to retry" filter finds it.
+    page.goto(f"{live_server.url}{DASHBOARD}")
+    page.select_option("#id_retrying", "yes")
+    page.click(".dt-filters button[type=submit]")
+    page.wait_for_url("**retrying=yes**")
+    expect(page.locator("#dt-rows tr")).to_have_count(1)
+    page.click(f"#dt-row-{result.id} a.dt-task")
+    page.wait_for_url(f"**{DASHBOARD}{result.id}/")
+
+    expect(page.locator(".dt-result-head .dt-attempt")).to_have_text("attempt 2 of 3")
+    expect(page.locator(".dt-attempt-state")).to_have_text("(waiting to retry)")
+    expect(page.locator(".dt-next-attempt")).to_contain_text("next attempt in 1 h 59 m at ")
+    expect(page.locator("button.dt-cancel")).to_be_visible()
+    attempt = page.locator(".dt-attempts > li")
+    expect(attempt).to_have_count(1)
+    summary = attempt.locator("details > summary").first
+    expect(summary).to_contain_text("#1")
+    expect(summary).to_contain_text("builtins.TimeoutError")
+    expect(summary).to_contain_text("warehouse north did not answer")
+    summary.click()
+    expect(attempt.locator(".dt-frame-project").first).to_contain_text("tests/browser/tasks.py")
