@@ -15,3 +15,7 @@ class InvalidTaskBackendError(ImproperlyConfigured):
 
 class ResultDoesNotExist(ObjectDoesNotExist):
     """The requested task result does not exist."""
+
+
+class TaskEndedOnPurpose(Exception):  # noqa: N818 - what happened, not an error
+    """A task was ended on purpose (e.g. cancelled): logged as a warning, not an error."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from django.core.signals import setting_changed
 from django.dispatch import Signal, receiver
 
+from .exceptions import TaskEndedOnPurpose
 from .task import ResultStatus
 
 if TYPE_CHECKING:
@@ -54,7 +56,17 @@ def log_task_enqueued(
 def log_task_finished(
     sender: type[BaseTaskBackend], task_result: TaskResult[Any], **kwargs: Any
 ) -> None:
-    if task_result.status == ResultStatus.FAILED:
+    if task_result.status == ResultStatus.FAILED and isinstance(
+        sys.exc_info()[1], TaskEndedOnPurpose
+    ):
+        logger.warning(
+            "Task id=%s path=%s state=%s (%s)",
+            task_result.id,
+            task_result.task.module_path,
+            task_result.status,
+            sys.exc_info()[1],
+        )
+    elif task_result.status == ResultStatus.FAILED:
         # Called from the except block, so the active traceback is logged too.
         logger.exception(
             "Task id=%s path=%s state=%s",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import threading
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.signals import task_finished
+from tests import retry_tasks
 from tests.worker_helpers import Workers, record_run, runs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
@@ -128,19 +131,21 @@ def test_cancel_one_of_missing_or_malformed_result() -> None:
 
 def test_cancelled_task_never_runs(runs_file: str, workers: Workers) -> None:
     cancelled = record_run.enqueue(runs_file, "cancelled")
-    retry_waiting = record_run.enqueue(runs_file, "retry-waiting")
     kept = record_run.enqueue(runs_file, "kept")
-    # A retried row waiting for its next attempt (NEW, run_after in the past by the
-    # time the worker looks) is cancellable too.
-    DBTaskResult.objects.filter(pk=retry_waiting.id).update(
-        run_after=timezone.now(), attempts=[{"exception_class_path": "builtins.ValueError"}]
+    # A task waiting for its next attempt (in 10 s), as the worker leaves it after a
+    # failure: claimed first (highest priority) and run the worker's way.
+    retry_waiting = retry_tasks.fails_with_linear_backoff.using(priority=10).enqueue(
+        runs_file, "retry-waiting"
     )
+    worker_id = uuid.uuid4()
+    (row,) = services.claim_tasks(backend_name="default", queue_names=None, worker_id=worker_id)
+    assert services.run_task(row, worker_id=worker_id) == ResultStatus.NEW
     assert services.cancel([cancelled.id, retry_waiting.id]) == 2
 
     worker = workers.start("--batch")
     assert worker.wait() == 0, worker.output()
 
-    assert runs(runs_file) == {"kept": 1}
+    assert runs(runs_file) == {"kept": 1, "retry-waiting": 1}
     kept.refresh()
     assert kept.status == ResultStatus.COMPLETE
     for result in (cancelled, retry_waiting):
@@ -148,6 +153,7 @@ def test_cancelled_task_never_runs(runs_file: str, workers: Workers) -> None:
         assert result.status == ResultStatus.FAILED
         assert result.started_at is None
         assert isinstance(result.exception, services.TaskCancelled)
+    assert len(DBTaskResult.objects.get(pk=retry_waiting.id).attempt_history) == 1
 
 
 @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks is Django 6.0+")
@@ -187,3 +193,53 @@ def test_cancel_a_django_tasks_result(runs_file: str, workers: Workers) -> None:
     assert result.finished_at is not None
     assert result.errors[-1].exception_class_path == CANCELLED
     assert "cancelled" in result.errors[-1].traceback
+
+
+def test_cancel_is_logged_as_a_warning_without_a_traceback(
+    runs_file: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    result = record_run.enqueue(runs_file, "a")
+    with caplog.at_level("INFO", logger="django_tasks"):
+        assert services.cancel([result.id]) == 1
+    (record,) = [r for r in caplog.records if result.id in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().endswith("state=FAILED (cancelled)")
+    assert record.exc_info is None
+
+
+@pytest.mark.slow
+def test_cancel_racing_workers_never_both_cancels_and_runs_a_task(
+    runs_file: str, workers: Workers
+) -> None:
+    """Each row ends cancelled (never run) or run once (not cancelled), on both databases."""
+    count = 600
+    ids = [record_run.enqueue(runs_file, str(i)).id for i in range(count)]
+    started = [workers.start("--batch", "--interval", "0", "--threads", "2") for _ in range(2)]
+    cancelled = 0
+
+    def cancel_all() -> None:
+        nonlocal cancelled
+        for start in range(0, count, 20):  # small batches, interleaved with the claims
+            cancelled += services.cancel(ids[start : start + 20])
+
+    canceller = threading.Thread(target=cancel_all)
+    canceller.start()
+    canceller.join()
+    assert workers.wait_all(started) == [0, 0], workers.outputs()
+
+    ran = runs(runs_file)
+    rows = {
+        str(pk): (status, data)
+        for pk, status, data in DBTaskResult.objects.values_list("pk", "status", "exception_data")
+    }
+    assert len(rows) == count
+    is_cancelled = {
+        i for i, (status, data) in rows.items() if (data or {}).get("exc_type") == CANCELLED
+    }
+    assert len(is_cancelled) == cancelled
+    for result_id, token in zip(ids, map(str, range(count)), strict=True):
+        status, _ = rows[result_id]
+        if result_id in is_cancelled:
+            assert (ran[token], status) == (0, ResultStatus.FAILED)
+        else:
+            assert (ran[token], status) == (1, ResultStatus.COMPLETE)

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 
 from django_tasks.backends.database.models import DBTaskResult, DBTaskResultQuerySet
 from django_tasks.backends.database.utils import normalize_uuid
-from django_tasks.exceptions import ResultDoesNotExist
+from django_tasks.exceptions import ResultDoesNotExist, TaskEndedOnPurpose
 from django_tasks.task import ResultStatus
 
 from .failing import fail_rows
@@ -25,7 +25,7 @@ from .selection import id_batches, preview
 logger = logging.getLogger("django_tasks.backends.database")
 
 
-class TaskCancelled(Exception):
+class TaskCancelled(TaskEndedOnPurpose):
     """The task was cancelled before it ran."""
 
     # Results record this path (exc_type): keep it stable across refactors.
