@@ -19,6 +19,10 @@ from .live import fingerprint
 from .tables import django_status_name
 from .tracebacks import parse_traceback
 
+# The columns whose change re-renders a polled detail page.  A failed attempt that is
+# retried between two polls leaves the row NEW as before: its new run_after tells.
+POLL_FIELDS = ("status", "started_at", "finished_at", "enqueued_at", "run_after")
+
 
 def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) -> dict[str, Any]:
     """What the detail page (and its live region) shows of ``result``."""
@@ -38,9 +42,7 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         "task_name": name,
         "task_module": module,
         "live": live,
-        "fingerprint": fingerprint(
-            (result.status, result.started_at, result.finished_at, result.enqueued_at)
-        ),
+        "fingerprint": fingerprint(tuple(getattr(result, name) for name in POLL_FIELDS)),
         "waiting": duration_text(result.started_at - waiting_from)
         if result.started_at and waiting_from
         else None,

@@ -19,7 +19,7 @@ from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.exceptions import ResultDoesNotExist
 from django_tasks.task import FINISHED_STATUSES
-from django_tasks_admin.detail import result_context
+from django_tasks_admin.detail import POLL_FIELDS, result_context
 from django_tasks_admin.live import fingerprint, no_change
 
 from .base import DashboardMixin
@@ -37,11 +37,7 @@ class ResultDetailView(DashboardMixin, TemplateView):
         result_id = kwargs["result_id"]
         polled = bool(self.htmx and request.GET.get("fp"))
         if polled:
-            state = (
-                DBTaskResult.objects.filter(pk=result_id)
-                .values_list("status", "started_at", "finished_at", "enqueued_at")
-                .first()
-            )
+            state = DBTaskResult.objects.filter(pk=result_id).values_list(*POLL_FIELDS).first()
             if state is None:
                 raise Http404
             if fingerprint(state) == request.GET["fp"]:

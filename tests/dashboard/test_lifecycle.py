@@ -410,3 +410,20 @@ def test_exact_duration() -> None:
     assert exact_duration(timedelta(hours=1, minutes=58, seconds=59.9)) == "1 h 59 m"
     assert exact_duration(timedelta(hours=2)) == "2 h"
     assert exact_duration(timedelta(days=3, hours=4, minutes=10)) == "3 d 4 h"
+
+
+class PollTests(DashboardTestCase):
+    def test_a_poll_sees_an_attempt_that_failed_and_was_retried_in_between(self):
+        result = lifecycle_tasks.charge_card.enqueue(9)
+        run_attempt(result.id)
+        page = self.client.get(url("change", result.id)).content.decode()
+        poll = search(r'hx-get="([^"]+)"', search(r'<div id="dt-result"[^>]*>', page)[0])[1]
+        assert self.htmx(poll, "dt-result").status_code == 204
+
+        # Between two polls, the next attempt runs and fails: the row is NEW again.
+        DBTaskResult.objects.filter(pk=result.id).update(run_after=timezone.now())  # time passes
+        row = run_attempt(result.id)
+        assert row.status == ResultStatus.NEW
+        response = self.htmx(poll, "dt-result")
+        assert response.status_code == 200
+        assert "attempt 3 of 3 (waiting to retry)" in text(response.content.decode())
