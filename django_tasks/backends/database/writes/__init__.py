@@ -1,6 +1,8 @@
 """The two writes on the hot path, sent without the ORM: a task's INSERT and its outcome.
 
 - :func:`insert_task` sends the INSERT of a NEW row (``enqueue()``);
+- :func:`insert_task_unless_held` inserts a NEW row with a unique key, unless a
+  waiting or running row of the task holds the key (``enqueue()`` of such tasks);
 - :func:`update_outcome` writes a finished run's columns (the worker, and
   ``DBTaskResult.set_complete()`` / ``set_failed()``).
 
@@ -91,6 +93,58 @@ def insert_task(
     return sender.send(connection, sql, params)
 
 
+def insert_task_unless_held(
+    connection: BaseDatabaseWrapper,
+    *,
+    in_transaction: bool,
+    row_id: UUID,
+    enqueued_at: datetime,
+    args_kwargs_json: str,
+    priority: int,
+    task_path: str,
+    queue_name: str,
+    backend_name: str,
+    run_after: datetime | None,
+    api: str,
+    max_attempts: int,
+    time_limit: float | None,
+    unique_key: str,
+) -> bool:
+    """Insert a NEW row with ``unique_key``; return False if a live row holds the key.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index: the
+    database decides, also between concurrent enqueues (on PostgreSQL, the
+    INSERT waits for a transaction that inserted the same key to end).  It never
+    raises for a held key, so a caller's transaction goes on.  Waits for the
+    outcome (the caller needs it).  On PostgreSQL it wakes idle workers as
+    :func:`insert_task` does; in a transaction every such INSERT may notify,
+    since a skipped one notifies no one.
+    """
+    params: list[Any] = [
+        row_id,
+        _NEW,
+        enqueued_at,
+        args_kwargs_json,
+        priority,
+        task_path,
+        queue_name,
+        backend_name,
+        "[]",
+        api,
+        max_attempts,
+    ]
+    values = {"run_after": run_after, "time_limit": time_limit, "unique_key": unique_key}
+    optional = tuple(name for name, value in values.items() if value is not None)
+    params.extend(values[name] for name in optional)
+    using = connection.alias
+    if connection.vendor != "postgresql":
+        sql = statements.insert_unless_held_sql(using, notify=False, optional=optional)
+        params = statements.adapt_insert(params, optional, connection)
+        return sender.execute(connection, sql, params) > 0
+    sql = statements.insert_unless_held_sql(using, notify=True, optional=optional)
+    return sender.send(connection, sql, params, prepare=not in_transaction)() > 0
+
+
 def update_outcome(
     connection: BaseDatabaseWrapper,
     row_id: UUID | str,
@@ -118,4 +172,11 @@ def update_outcome(
     return sender.execute(connection, sql, params)
 
 
-__all__ = ["FAST_VENDORS", "NOTIFY_CHANNEL", "Pending", "insert_task", "update_outcome"]
+__all__ = [
+    "FAST_VENDORS",
+    "NOTIFY_CHANNEL",
+    "Pending",
+    "insert_task",
+    "insert_task_unless_held",
+    "update_outcome",
+]

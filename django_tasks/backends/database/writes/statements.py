@@ -14,7 +14,7 @@ from weakref import WeakKeyDictionary
 from django.apps import apps
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.sql import InsertQuery
+from django.db.models.sql import InsertQuery, Query
 from django.utils import timezone
 
 from django_tasks.task import ResultStatus
@@ -26,6 +26,9 @@ APP_LABEL = "django_tasks_database"
 
 NOTIFY_CHANNEL = "django_tasks"
 """PostgreSQL channel that wakes idle workers; payload ``"<backend>\\n<queue>"``."""
+
+UNIQUE_LIVE_KEY = "dtdb_unique_live_key"
+"""The partial unique index: one waiting or running row per task path and unique key."""
 
 # The columns an enqueue writes, in the order of the parameters, followed by those
 # of ``OPTIONAL_COLUMNS`` that are set; the others stay NULL.
@@ -104,7 +107,29 @@ def insert_sql(using: str, *, notify: bool, optional: tuple[str, ...]) -> str:
     return sql
 
 
-def _compile_insert(using: str, *, notify: bool, optional: tuple[str, ...]) -> str:
+_insert_unless_held_sql: dict[tuple[str, bool, tuple[str, ...]], str] = {}
+
+
+def insert_unless_held_sql(using: str, *, notify: bool, optional: tuple[str, ...]) -> str:
+    """The INSERT of a NEW row that inserts nothing if its unique key is held.
+
+    ``ON CONFLICT`` names the partial unique index ``UNIQUE_LIVE_KEY`` (columns
+    and predicate), so only a live row with the same task path and key is
+    skipped; any other error is raised.  The statement's row count is the
+    number of rows inserted (0 or 1), with ``notify`` too.
+    """
+    key = (using, notify, optional)
+    sql = _insert_unless_held_sql.get(key)
+    if sql is None:
+        sql = _insert_unless_held_sql[key] = _compile_insert(
+            using, notify=notify, optional=optional, unless_held=True
+        )
+    return sql
+
+
+def _compile_insert(
+    using: str, *, notify: bool, optional: tuple[str, ...], unless_held: bool = False
+) -> str:
     model = result_model()
     meta = model._meta
     names = (*INSERT_COLUMNS, *optional)
@@ -114,19 +139,52 @@ def _compile_insert(using: str, *, notify: bool, optional: tuple[str, ...]) -> s
         [model(run_after=timezone.now())],
     )
     [(sql, _params)] = query.get_compiler(using=using).as_sql()
+    sql = str(sql)
+    if unless_held:
+        sql = f"{sql} {_on_conflict_of_live_key(using)}"
     if not notify:
-        return str(sql)
+        return sql
     qn = connections[using].ops.quote_name
     columns = {field.name: qn(field.column) for field in meta.concrete_fields}
     backend, queue, run_after = columns["backend_name"], columns["queue_name"], columns["run_after"]
     workers = qn(apps.get_model(APP_LABEL, "DBWorker")._meta.db_table)
-    return (
-        f"WITH new AS ({sql} RETURNING {backend}, {queue}, {run_after}) "
-        f"SELECT pg_notify('{NOTIFY_CHANNEL}', left(new.{backend} || E'\\n' || new.{queue}, 7999))"
-        f" FROM new WHERE (new.{run_after} IS NULL OR new.{run_after} <= now())"
+    notify_call = (
+        f"pg_notify('{NOTIFY_CHANNEL}', left(new.{backend} || E'\\n' || new.{queue}, 7999))"
+    )
+    wanted = (
+        f"(new.{run_after} IS NULL OR new.{run_after} <= now())"
         f" AND EXISTS (SELECT 1 FROM {workers} w"
         f" WHERE w.{qn('waiting')} AND w.{qn('backend_name')} = new.{backend})"
     )
+    returning = f"RETURNING {backend}, {queue}, {run_after}"
+    if unless_held:
+        # One row per row inserted, so that the row count says whether it was.
+        return (
+            f"WITH new AS ({sql} {returning}) "
+            f"SELECT CASE WHEN {wanted} THEN {notify_call} END FROM new"
+        )
+    return f"WITH new AS ({sql} {returning}) SELECT {notify_call} FROM new WHERE {wanted}"
+
+
+def _on_conflict_of_live_key(using: str) -> str:
+    """``ON CONFLICT (<columns>) WHERE <predicate> DO NOTHING`` for ``UNIQUE_LIVE_KEY``.
+
+    Compiled from the model's constraint as the migration compiled it: SQLite
+    uses a partial index for an upsert only when the WHERE clauses match.
+    """
+    model = result_model()
+    meta = model._meta
+    [constraint] = [c for c in meta.constraints if c.name == UNIQUE_LIVE_KEY]
+    connection = connections[using]
+    qn = connection.ops.quote_name
+    fields: list[Any] = [meta.get_field(name) for name in constraint.fields]  # type: ignore[attr-defined]
+    target = ", ".join(qn(field.column) for field in fields)
+    query = Query(model=model, alias_cols=False)
+    where = query.build_where(constraint.condition)  # type: ignore[attr-defined]
+    predicate, params = where.as_sql(query.get_compiler(connection=connection), connection)
+    # The parameters are status names: quoted as SQL string literals.
+    literals = tuple("'{}'".format(str(value).replace("'", "''")) for value in params)
+    return f"ON CONFLICT ({target}) WHERE {predicate % literals} DO NOTHING"
 
 
 # Per connection, the transaction (its list of on-commit hooks, replaced by Django
