@@ -1,7 +1,9 @@
 """An executor: one thread's loop of claiming a batch of tasks and running them.
 
 Each has its own database connection, kept open across tasks, and waits for a
-wake-up when idle.  The second signal aborts a running task (_AbortTask).
+wake-up when idle.  The second signal aborts a running task (_AbortTask).  A run
+whose row has a time limit gets a ``TimedRun`` for the watchdog (watchdog.py);
+other runs pay one ``is None`` check for it.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from typing import TYPE_CHECKING
 from django.db import InterfaceError, OperationalError, connections
 
 from django_tasks.backends.database import services
-from django_tasks.backends.database.results import task_result_for
-from django_tasks.django_api import signals_for
 from django_tasks.task import ResultStatus
 
 from .db_calls import DatabaseCalls
 from .options import WorkerOptions
 from .state import WorkerState
 from .wakeup import Wakeup
+from .watchdog import ABORT, TASK, TimedRun, TimeLimitInterrupt, send_finished
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResult
@@ -70,16 +71,19 @@ class Executor:
         self.generation = 0
         self._recorded = False
         self.thread: threading.Thread | None = None  # with --threads > 1, once started
+        self.on_main = False
+        self.timed: TimedRun | None = None  # the current run, if it has a time limit
+        self.retired = False  # stuck past a time limit: another executor took our place
 
     def run(self) -> None:
         state, group = self.state, self.group
         self.thread_id = threading.get_ident()
-        on_main = threading.current_thread() is threading.main_thread()
+        self.on_main = on_main = threading.current_thread() is threading.main_thread()
         try:
             # Extra threads start when the first one finds them work (wake_executors),
             # so a worker that stays idle never runs them or opens their connections.
             self.wake.clear()
-            while state.running:
+            while state.running and not self.retired:
                 if not state.may_start_tasks():
                     self.wake.wait(0.1)
                     continue
@@ -152,20 +156,34 @@ class Executor:
             and state.may_start_tasks()
             and self.generation == state.generation  # else others recovered our claims
         ):
-            self.current = self.pending.popleft()
+            self.current = row = self.pending.popleft()
             self._recorded = False
+            timed = None if row.time_limit is None else self.timed_run(row, row.time_limit)
             began = time.perf_counter()
             try:
                 status = services.run_task(
-                    self.current,
+                    row,
                     worker_id=state.worker_id,
                     call_guard=self.call_guard,
                     db_retry=self.save_outcome,
                     tasks=self.tasks,
                 )
+            except TimeLimitInterrupt:
+                status = None  # delivered late, after the watchdog recorded the run
             finally:
                 self._recorded = True
                 self.current = None
+                replaced = timed is not None and timed.finish()
+                self.timed = None
+            if replaced and timed is not None:
+                # Stuck past the time limit: our slot and claims were handed over.
+                logger.warning(
+                    "Task id=%s returned %.1f s after its time limit; its outcome was "
+                    "ignored and its thread exits",
+                    row.pk,
+                    time.monotonic() - timed.deadline,
+                )
+                return
             state.count(status)
             elapsed = time.perf_counter() - began
             self.avg_seconds = (
@@ -174,17 +192,32 @@ class Executor:
             self.check_connection()
         self.release_pending()
 
+    def timed_run(self, row: DBTaskResult, limit: float) -> TimedRun:
+        """Make ``row``'s run known to the watchdog (its clock starts with the call)."""
+        if self.on_main:
+            self.group.watchdog.install_alarm()
+        self.timed = timed = TimedRun(self, row, limit)
+        return timed
+
     @contextmanager
     def call_guard(self) -> Iterator[None]:
+        timed = self.timed
         self.in_task = True
         try:
+            if timed is not None:
+                timed.enter_call()
             yield
         except _AbortTask as e:
             raise SystemExit(1) from e
         finally:
+            if timed is not None:
+                timed.leave_call()
             self.in_task = False
 
     def save_outcome(self, write: Callable[[], bool]) -> bool:
+        timed = self.timed
+        if timed is not None and not timed.take(TASK):
+            return False  # the watchdog recorded this run: it went past its time limit
         state = self.state
         return self.db.call(
             write,
@@ -237,22 +270,15 @@ class Executor:
         row = self.current
         if row is None or self._recorded:
             return
+        timed = self.timed
+        if timed is not None and not timed.take(ABORT):
+            return  # past its time limit: the watchdog recorded it
         try:
             raise SystemExit(1)
         except SystemExit as e:
             try:
                 if services.fail_task(row, e, worker_id=self.state.worker_id):
                     self.state.count(ResultStatus.FAILED)
-                    _send_finished(row)
+                    send_finished(row)
             except Exception:
                 logger.exception("Task id=%s could not be recorded as aborted", row.pk)
-
-
-def _send_finished(row: DBTaskResult) -> None:
-    try:
-        task = row.task
-    except Exception:
-        return
-    signals_for(row.api).finished.send(
-        sender=type(task.get_backend()), task_result=task_result_for(row, task)
-    )

@@ -10,6 +10,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -26,6 +27,9 @@ logger = logging.getLogger("django_tasks.backends.database.db_worker")
 # The signals the pool forwards to its children: stop gracefully / abort now.
 STOP_SIGNAL = getattr(signal, "SIGUSR1", None)
 ABORT_SIGNAL = getattr(signal, "SIGUSR2", None)
+
+RECYCLE_EXIT_CODE = 75
+"""A child's exit code when it left to free the slot of a task stuck past its time limit."""
 
 
 class ProcessPool:
@@ -87,6 +91,15 @@ class ProcessPool:
                 code = process.exitcode
                 if not self.running or self.options.batch:
                     continue
+                if code == RECYCLE_EXIT_CODE:
+                    # It left to free the slot of a task stuck past its time limit.
+                    logger.warning(
+                        "Worker process pid=%s exited to free a stuck task's slot; replacing it",
+                        process.pid,
+                    )
+                    failures.pop(slot, None)
+                    self.spawn(slot)
+                    continue
                 failures[slot] = failures.get(slot, 0) + 1 if time.monotonic() - started < 10 else 1
                 delay = min(0.5 * 2 ** (failures[slot] - 1), 30.0)
                 logger.error(
@@ -132,4 +145,8 @@ def run_child(worker_path: str, options: WorkerOptions, parent_pid: int) -> None
 
     if not apps.ready:  # spawned rather than forked
         django.setup()
-    import_string(worker_path)(options, parent_pid=parent_pid).start()
+    worker = import_string(worker_path)(options, parent_pid=parent_pid)
+    worker.state.in_pool = True
+    worker.start()
+    if worker.state.recycling:
+        sys.exit(RECYCLE_EXIT_CODE)

@@ -24,6 +24,8 @@ class WorkerState:
         self.listens = listens  # whether we LISTEN for enqueue notifications
         self.running = True  # False once asked to stop
         self.force = False  # True once asked to abort running tasks
+        self.in_pool = False  # a --processes child (set by process_pool.run_child)
+        self.recycling = False  # such a child leaving to free a stuck task's slot
         self.generation = 0  # bumped when we learn others considered us lost
         self.tasks_done = 0
         self.tasks_failed = 0

@@ -3,6 +3,8 @@
 The first executor runs on the main thread, as with one thread; the others start
 when it finds work for them, so a worker that stays idle costs what a
 single-threaded one does.  One idle executor polls; the others sleep until woken.
+An executor stuck in a task past its time limit is retired: a new one, on a new
+thread, takes its place and its claims (see watchdog.py).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django_tasks.backends.database import services
 
@@ -18,6 +21,10 @@ from .executor import Executor
 from .options import WorkerOptions
 from .state import WorkerState
 from .wakeup import Wakeup
+from .watchdog import TimedRun, Watchdog
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
 
 logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
@@ -28,14 +35,24 @@ ABORT_GRACE = 3.0
 class ExecutorThreads:
     """Start, wake, choose the poller among, stop and abort the executors of one process."""
 
-    def __init__(self, *, options: WorkerOptions, state: WorkerState, db: DatabaseCalls) -> None:
+    def __init__(
+        self,
+        *,
+        options: WorkerOptions,
+        state: WorkerState,
+        db: DatabaseCalls,
+    ) -> None:
         self.options = options
         self.state = state
+        self.db = db
         self.wake = Wakeup()  # the main thread's, outside its executor's loop
         self.executors = [
             Executor(index, options=options, state=state, db=db, group=self)
             for index in range(options.threads)
         ]
+        self.main_executor = self.executors[0]  # the one on the main thread
+        self.watchdog = Watchdog(self)  # time limits
+        self._retired: list[Executor] = []
         self._threaded = False  # executors on threads of their own (--threads > 1)
         self._threads_lock = threading.Lock()
         self._poller: Executor | None = None
@@ -43,21 +60,24 @@ class ExecutorThreads:
 
     def run(self) -> None:
         """Run the executors until they stop; the first one on this thread."""
-        main, *others = self.executors
-        if not others:
-            main.run()
-            return
-        main.thread = threading.current_thread()
-        self._threaded = True
+        main = self.main_executor
+        self._threaded = len(self.executors) > 1
+        if self._threaded:
+            main.thread = threading.current_thread()
         try:
             main.run()
         finally:
-            self._join(others)
+            # The others, including any that took the place of a stuck one.
+            self._join()
 
-    def _join(self, executors: list[Executor]) -> None:
+    def _join(self) -> None:
         """Wait for the other executors; after the second signal, abort their tasks."""
         aborted_at: float | None = None
-        while any(e.thread is not None and e.thread.is_alive() for e in executors):
+        this = threading.current_thread()
+        while True:
+            executors = [e for e in self.executors if e.thread is not None and e.thread is not this]
+            if not any(e.thread is not None and e.thread.is_alive() for e in executors):
+                return
             if self.state.force and aborted_at is None:
                 aborted_at = time.monotonic()
                 for executor in executors:
@@ -68,6 +88,52 @@ class ExecutorThreads:
                     executor.record_abandoned()
                 return
             self.wake.wait(0.2)
+
+    def replace(self, run: TimedRun) -> bool:
+        """Put a new executor, on a new thread, in the place of ``run``'s stuck one.
+
+        It takes over the stuck one's claimed tasks; the stuck one exits when its
+        task returns.  False if the task came back meanwhile.
+        """
+        stuck = run.executor
+        with self.state.claim_lock:  # reconcile_claims sees our claims in one place
+            pending = self._retire(run)
+            if pending is None:
+                return False
+            executor = Executor(
+                stuck.index, options=self.options, state=self.state, db=stuck.db, group=self
+            )
+            executor.pending.extend(pending)
+            executor.generation = stuck.generation
+            executor.avg_seconds = stuck.avg_seconds
+            self.executors = [*self.executors, executor]
+        with self._threads_lock:
+            name = f"db_worker-{executor.index}-{len(self._retired)}"
+            executor.thread = threading.Thread(target=executor.run, name=name, daemon=True)
+            executor.thread.start()
+        return True
+
+    def retire(self, run: TimedRun) -> list[DBTaskResult] | None:
+        """Retire ``run``'s stuck executor; return its unstarted claims (None if it came back)."""
+        with self.state.claim_lock:
+            return self._retire(run)
+
+    def _retire(self, run: TimedRun) -> list[DBTaskResult] | None:
+        stuck = run.executor
+        with run.lock:
+            if run.done:
+                return None
+            # Under the run's lock: once it returns, the stuck thread sees it was
+            # replaced before touching its claims again.
+            run.replaced = True
+            stuck.retired = True
+            pending = list(stuck.pending)
+            stuck.pending.clear()
+        # A new list: other threads may be iterating over the current one.
+        self.executors = [e for e in self.executors if e is not stuck]
+        self._retired.append(stuck)
+        stuck.wake.set()
+        return pending
 
     def _start_thread(self, executor: Executor) -> None:
         with self._threads_lock:
@@ -122,7 +188,7 @@ class ExecutorThreads:
 
     def main_in_task(self) -> bool:
         """Whether the executor on the main thread is inside a task."""
-        return self.executors[0].in_task
+        return self.main_executor.in_task
 
     def release_pending(self) -> None:
         """Put each executor's claimed but unstarted tasks back to NEW."""
@@ -142,5 +208,8 @@ class ExecutorThreads:
             logger.warning("Released %s task(s) claimed before the connection broke", released)
 
     def close(self) -> None:
-        for wakeup in [self.wake, *(e.wake for e in self.executors)]:
+        self.watchdog.stop()
+        # A retired executor's thread may still be stuck in its task, using its wake-up.
+        gone = [e for e in self._retired if e.thread is None or not e.thread.is_alive()]
+        for wakeup in [self.wake, *(e.wake for e in [*self.executors, *gone])]:
             wakeup.close()
