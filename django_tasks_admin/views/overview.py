@@ -11,6 +11,7 @@ from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.utils import exception_message
 from django_tasks_admin import conf
+from django_tasks_admin.attempts import is_time_limit
 from django_tasks_admin.formatting import task_name
 from django_tasks_admin.stats import count_results
 from django_tasks_admin.tables import LIST_FIELDS
@@ -45,6 +46,7 @@ def _failure_summary(row: DBTaskResult) -> dict[str, Any]:
         "row": row,
         "name": task_name(row.task_path)[0],
         "exc_type": str(data.get("exc_type", "")).rpartition(".")[2] if data else "",
+        "time_limit": is_time_limit(data.get("exc_type")) if data else False,
         "message": exception_message(data.get("exc_args", []))
         if data
         else _("(the exception could not be saved)"),

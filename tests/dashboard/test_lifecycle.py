@@ -247,6 +247,18 @@ class TimeLimitTests(DashboardTestCase):
         assert "dt-label-time-limit" not in content
         assert "dt-label-time-limit" not in self.client.get(url("changelist")).content.decode()
 
+    def test_time_limit_failure_is_labelled_in_the_overviews_recent_failures(self):
+        row = self.fail_with_time_limit(lifecycle_tasks.charge_card.using(time_limit=30), 1)
+        other = run_attempt(lifecycle_tasks.charge_card.using(max_attempts=1).enqueue(2).id)
+        content = self.client.get(url("overview")).content.decode()
+
+        def failure(pk: Any) -> str:
+            return search(rf"<tr>\s*<td><a href=\"[^\"]*{pk}/\".*?</tr>", content, re.S)[0]
+
+        assert ">time limit</span>" in failure(row.pk)
+        assert ">TimeLimitExceeded</code>" in failure(row.pk)
+        assert "time limit" not in failure(other.pk)
+
     def test_time_limit_failure_is_labelled_in_the_list(self):
         row = self.fail_with_time_limit(lifecycle_tasks.charge_card.using(time_limit=30), 1)
         content = self.client.get(url("changelist")).content.decode()
