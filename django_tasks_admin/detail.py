@@ -35,6 +35,7 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         worker = DBWorker.objects.filter(pk=result.worker_id).first()
     live = result.status in LIVE_STATUSES
     history = result.attempt_history
+    first_enqueued = history[0].enqueued_at if history else None
     return {
         "result": result,
         # django.tasks' name for the status, on its rows, where it differs from ours.
@@ -66,8 +67,8 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         # Newest first, numbered from the first attempt.
         "attempts": [_attempt(a, number) for number, a in reversed(list(enumerate(history, 1)))],
         "attempt_line": attempt_line(result),
-        # Retries keep the first attempt's enqueue time (a manual one resets enqueued_at).
-        "first_enqueued_at": history[0].enqueued_at if history else None,
+        # A retry by hand re-enqueues (enqueued_at reset): the first attempt kept the original.
+        "first_enqueued_at": first_enqueued if first_enqueued != result.enqueued_at else None,
         "time_limit_text": seconds_text(result.time_limit) if result.time_limit is not None else "",
         "worker": worker,
         "can_retry_this": result.status == ResultStatus.FAILED

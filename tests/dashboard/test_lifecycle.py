@@ -163,11 +163,17 @@ class AttemptLineTests(DashboardTestCase):
         first_row = search(r"<th>First enqueued</th><td[^>]*>(.*?)</td>", content, re.S)[1]
         assert absolute_time(first) in first_row
         assert "2 d ago" in first_row
-        assert "Enqueued (this attempt)" in content
+        assert "<th>Enqueued again</th>" in content
 
-    def test_no_first_enqueue_row_without_earlier_attempts(self):
+    def test_no_first_enqueue_row_while_the_enqueue_time_is_the_first(self):
         result = lifecycle_tasks.charge_card.enqueue(5)
         content = self.detail(result.id)
+        assert "First enqueued" not in content
+        assert "<th>Enqueued</th>" in content
+        # An automatic retry keeps enqueued_at: one row says it.
+        row = run_attempt(result.id)
+        assert row.attempt_history[0].enqueued_at == row.enqueued_at
+        content = self.detail(row.pk)
         assert "First enqueued" not in content
         assert "<th>Enqueued</th>" in content
 
