@@ -12,7 +12,7 @@ from typing import Any
 
 import django
 
-from .lifecycle import SETTING_NAMES, Backoff, checked_settings
+from .lifecycle import SETTING_NAMES, Backoff, check_task_settings, task_settings_of
 
 OUR_KEYWORDS = frozenset({"enqueue_on_commit", *SETTING_NAMES})
 
@@ -38,7 +38,8 @@ if django.VERSION >= (6, 0):
 
         def __post_init__(self) -> None:
             # Checked (and normalised) before Django's own validation.
-            for name, value in checked_settings(self).items():
+            checked = check_task_settings(task_settings_of(self), task_path=self.module_path)
+            for name, value in checked.items():
                 object.__setattr__(self, name, value)
             # (slots=True makes a new class: zero-argument super() would see the old one)
             DjangoTask.__post_init__(self)

@@ -17,7 +17,6 @@ from random import random as uniform
 from typing import Any, TypeAlias
 
 from .exceptions import InvalidTaskError
-from .utils import get_module_path
 
 Backoff: TypeAlias = (
     "float | int | timedelta | Callable[[int, BaseException], float | int | timedelta]"
@@ -205,13 +204,13 @@ def task_settings_of(task: Any) -> dict[str, Any]:
     return values
 
 
-def checked_settings(task: Any) -> dict[str, Any]:
-    """The lifecycle settings set on ``task`` (either API), normalised.
+def check_task_settings(values: Mapping[str, Any], *, task_path: str) -> dict[str, Any]:
+    """``values`` given to the task ``task_path``, normalised.
 
     Raises InvalidTaskError naming the setting, what it must be and the task.
     """
     try:
-        return check_settings(task_settings_of(task), where=f"task {get_module_path(task.func)}")
+        return check_settings(values, where=f"task {task_path}")
     except (TypeError, ValueError) as e:
         raise InvalidTaskError(str(e)) from None
 
@@ -225,6 +224,6 @@ __all__ = [
     "TaskSettings",
     "TimeLimitExceeded",
     "check_settings",
-    "checked_settings",
+    "check_task_settings",
     "task_settings_of",
 ]

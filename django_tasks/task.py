@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from inspect import iscoroutinefunction
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast, overload
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, ParamSpec, TypeVar, cast, overload
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db.models.enums import TextChoices
@@ -19,7 +20,7 @@ import django_tasks
 
 from .django_task_class import build_django_task
 from .exceptions import ResultDoesNotExist
-from .lifecycle import Backoff, checked_settings
+from .lifecycle import Backoff, check_task_settings
 from .utils import SerializedExceptionDict, exception_from_dict, get_module_path
 
 if TYPE_CHECKING:
@@ -73,12 +74,9 @@ class Task(Generic[P, T]):
     queue_name: str = DEFAULT_QUEUE_NAME
     run_after: datetime | None = None
     enqueue_on_commit: bool | None = None
-    # Lifecycle settings (see ``django_tasks.lifecycle``); None: the backend's default.
-    max_attempts: int | None = None
-    retry_on: type[BaseException] | tuple[type[BaseException], ...] | None = None
-    backoff: Backoff | None = None
-    time_limit: float | timedelta | None = None
-    unique_key: str | None = None
+    # Lifecycle settings given to the decorator or ``using()`` (see
+    # ``django_tasks.lifecycle``), checked.  Not dataclass fields: SPEC fixes those.
+    _lifecycle: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         # Django 6's ``django.tasks.task`` builds our backends' ``task_class`` with
@@ -88,16 +86,40 @@ class Task(Generic[P, T]):
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
-        if (
-            self.max_attempts is not None
-            or self.retry_on is not None
-            or self.backoff is not None
-            or self.time_limit is not None
-            or self.unique_key is not None
-        ):
-            for name, value in checked_settings(self).items():
-                object.__setattr__(self, name, value)
         self.get_backend().validate_task(self)
+
+    @property
+    def max_attempts(self) -> int | None:
+        """How many attempts in all (None: the backend's default)."""
+        return self._lifecycle.get("max_attempts")
+
+    @property
+    def retry_on(self) -> tuple[type[BaseException], ...] | None:
+        """The exceptions that are retried (None: the backend's default)."""
+        return self._lifecycle.get("retry_on")
+
+    @property
+    def backoff(self) -> Backoff | None:
+        """Seconds between attempts, or a callable (None: the backend's default)."""
+        return self._lifecycle.get("backoff")
+
+    @property
+    def time_limit(self) -> float | None:
+        """Seconds an attempt may run (None: the backend's default)."""
+        return self._lifecycle.get("time_limit")
+
+    @property
+    def unique_key(self) -> str | None:
+        """The key no other waiting or running result of this task may share."""
+        return self._lifecycle.get("unique_key")
+
+    def _with_lifecycle(self, settings: Mapping[str, Any]) -> Self:
+        """This task with these lifecycle settings added; InvalidTaskError if one is bad."""
+        if not settings:
+            return self
+        checked = check_task_settings(settings, task_path=self.module_path)
+        object.__setattr__(self, "_lifecycle", MappingProxyType({**self._lifecycle, **checked}))
+        return self
 
     @property
     def name(self) -> str:
@@ -122,12 +144,15 @@ class Task(Generic[P, T]):
     ) -> Self:
         """Return a copy of the task with the given attributes changed."""
         changes: dict[str, Any] = {}
-        if max_attempts is not None:
-            changes["max_attempts"] = max_attempts
-        if time_limit is not None:
-            changes["time_limit"] = time_limit
-        if unique_key is not None:
-            changes["unique_key"] = unique_key
+        lifecycle = {
+            name: value
+            for name, value in (
+                ("max_attempts", max_attempts),
+                ("time_limit", time_limit),
+                ("unique_key", unique_key),
+            )
+            if value is not None
+        }
         if priority is not None:
             changes["priority"] = priority
         if queue_name is not None:
@@ -144,7 +169,10 @@ class Task(Generic[P, T]):
                 )
         if backend is not None:
             changes["backend"] = backend
-        return replace(self, **changes)
+        copy = replace(self, **changes)
+        if self._lifecycle:
+            object.__setattr__(copy, "_lifecycle", self._lifecycle)
+        return copy._with_lifecycle(lifecycle)
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T]:
         """Queue the task to run with these arguments."""
@@ -276,14 +304,14 @@ def task(
     }
 
     def wrapper(f: Callable[P, T]) -> Task[P, T]:
-        return tasks[backend].task_class(  # type: ignore[no-any-return]
+        created: Task[P, T] = tasks[backend].task_class(
             priority=priority,
             func=f,
             queue_name=queue_name,
             backend=backend,
             enqueue_on_commit=enqueue_on_commit,
-            **lifecycle,
         )
+        return created._with_lifecycle(lifecycle)
 
     if function:
         return wrapper(function)

@@ -375,3 +375,14 @@ def test_workers_with_threads_retry_each_task_exactly_as_often_as_allowed(
     statuses = Counter(DBTaskResult.objects.values_list("status", flat=True))
     assert statuses == Counter({ResultStatus.COMPLETE: flaky, ResultStatus.FAILED: failing})
     assert all(len(row.attempts) == 2 for row in DBTaskResult.objects.all())
+
+
+def test_settings_live_beside_the_dataclass_fields_and_survive_using() -> None:
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(retry_tasks.flaky)]
+    assert names == ["priority", "func", "backend", "queue_name", "run_after", "enqueue_on_commit"]
+    copy = retry_tasks.flaky.using(priority=5, time_limit=timedelta(seconds=30))
+    assert (copy.max_attempts, copy.backoff, copy.time_limit) == (3, 0.0, 30.0)
+    assert retry_tasks.flaky.time_limit is None  # the original is unchanged
+    assert retry_tasks.fails_with.retry_on == (KeyError,)

@@ -133,11 +133,6 @@ class TaskDataclassTests(SimpleTestCase):
             "queue_name",
             "run_after",
             "enqueue_on_commit",
-            "max_attempts",
-            "retry_on",
-            "backoff",
-            "time_limit",
-            "unique_key",
         ]
         with pytest.raises(dataclasses.FrozenInstanceError):
             test_tasks.noop_task.priority = 10  # type: ignore[misc]
