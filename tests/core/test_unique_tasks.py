@@ -11,6 +11,7 @@ import importlib
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -34,7 +35,7 @@ from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from django_tasks.exceptions import InvalidTaskError
 from django_tasks.signals import task_enqueued
 from tests import unique_tasks
-from tests.worker_helpers import ROOT, fail_with, runs, worker_env
+from tests.worker_helpers import ROOT, fail_with, runs, wait_until, worker_env
 from tests.worker_settings import WORKER_TASKS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("worker_backend")]
@@ -75,6 +76,10 @@ class Enqueued:
 
     def __exit__(self, *exc: object) -> None:
         task_enqueued.disconnect(self)
+
+
+class Rollback(Exception):
+    pass
 
 
 # --- one live result per task and key ---------------------------------------------------
@@ -164,6 +169,29 @@ def test_the_workers_own_retry_keeps_the_key(runs_file: str) -> None:
     assert unique_tasks.fails_once.enqueue(runs_file, "later").id != first.id
 
 
+def test_a_result_waiting_for_its_run_after_holds_the_key(runs_file: str) -> None:
+    later = unique_tasks.report.using(run_after=timedelta(hours=1)).enqueue(runs_file, "later")
+
+    now = unique_tasks.report.enqueue(runs_file, "now")
+
+    assert now.id == later.id
+    assert now.task.run_after == later.task.run_after  # the stored result's
+    assert DBTaskResult.objects.count() == 1
+
+
+@pytest.mark.parametrize("policy", ["requeue", "fail"])
+def test_a_lost_workers_task_keeps_the_key_when_requeued(runs_file: str, policy: str) -> None:
+    first = unique_tasks.report.enqueue(runs_file, "first")
+    claim_next()  # by a worker that has no row: lost
+
+    outcome = services.recover_lost_tasks(backend_name="default", policy=policy)
+
+    assert (outcome.requeued, outcome.failed) == ((1, 0) if policy == "requeue" else (0, 1))
+    again = unique_tasks.report.enqueue(runs_file, "again")
+    assert (again.id == first.id) is (policy == "requeue")
+    assert len(live_rows()) == 1
+
+
 def test_aenqueue_returns_the_existing_result_too(runs_file: str) -> None:
     first = async_to_sync(unique_tasks.report.aenqueue)(runs_file, "first")
     second = async_to_sync(unique_tasks.report.aenqueue)(runs_file, "second")
@@ -222,9 +250,6 @@ def test_in_a_transaction_the_key_is_held_at_once_and_the_transaction_goes_on(
 
 
 def test_a_rollback_removes_the_row_and_frees_the_key(runs_file: str) -> None:
-    class Rollback(Exception):
-        pass
-
     with pytest.raises(Rollback), transaction.atomic():
         rolled_back = unique_tasks.report.enqueue(runs_file, "rolled back")
         raise Rollback
@@ -238,9 +263,6 @@ def test_a_rollback_removes_the_row_and_frees_the_key(runs_file: str) -> None:
 def test_a_task_waiting_for_commit_is_written_at_once_and_signalled_on_commit(
     runs_file: str,
 ) -> None:
-    class Rollback(Exception):
-        pass
-
     with Enqueued() as enqueued:
         with transaction.atomic():
             first = unique_tasks.on_commit.enqueue(runs_file, "first")
@@ -297,6 +319,67 @@ def test_a_stored_keyed_task_wakes_a_waiting_worker_a_deduplicated_one_does_not(
     later = unique_tasks.report.using(unique_key="later", run_after=timedelta(hours=1))
     later.enqueue(runs_file, "later")
     assert notifications() == []  # not ready yet
+
+
+def waiting_for_a_lock(sql_fragment: str) -> bool:
+    """Whether a session of the test database waits for a lock running such a statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE %s",
+            [f"%{sql_fragment}%"],
+        )
+        (count,) = cursor.fetchone()
+    return bool(count)
+
+
+@pytest.mark.skipif(os.environ.get("TEST_DB") != "postgres", reason="PostgreSQL's row locks")
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_an_enqueue_waits_for_the_transaction_that_took_the_key(
+    runs_file: str, outcome: str
+) -> None:
+    taken, release = threading.Event(), threading.Event()
+    ids: dict[str, str] = {}
+
+    def hold_the_key() -> None:
+        try:
+            with transaction.atomic():
+                ids["holder"] = unique_tasks.report.enqueue(runs_file, "holder").id
+                taken.set()
+                release.wait(60)
+                if outcome == "rollback":
+                    raise Rollback
+        except Rollback:
+            pass
+        finally:
+            connection.close()
+
+    def enqueue() -> None:
+        try:
+            ids["waiter"] = unique_tasks.report.enqueue(runs_file, "waiter").id
+        finally:
+            connection.close()
+
+    holder, waiter = threading.Thread(target=hold_the_key), threading.Thread(target=enqueue)
+    holder.start()
+    try:
+        assert taken.wait(60)
+        waiter.start()
+        wait_until(
+            lambda: waiting_for_a_lock("ON CONFLICT"),
+            what="the second enqueue to wait for the first transaction",
+        )
+        assert "waiter" not in ids
+    finally:
+        release.set()
+        holder.join(60)
+        waiter.join(60)
+
+    if outcome == "commit":
+        assert ids["waiter"] == ids["holder"]
+    else:
+        assert ids["waiter"] != ids["holder"]
+    assert [str(row.id) for row in live_rows()] == [ids["waiter"]]
 
 
 # --- keys from the backend's OPTIONS, and bad keys -------------------------------------
