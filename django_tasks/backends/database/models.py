@@ -385,3 +385,79 @@ class DBWorker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
+
+
+class DBSchedule(models.Model):
+    """What the database knows of one schedule of ``OPTIONS["schedules"]``.
+
+    Created the first time a worker, the command or the dashboard sees the schedule.
+    """
+
+    backend_name = models.TextField(_("backend name"))
+    name = models.TextField(_("name"))
+    # Switched by the dashboard or the command; every worker reads it at each tick.
+    enabled = models.BooleanField(_("enabled"), default=True)
+    # The newest tick handled (run or skipped): only later ticks are due.
+    last_tick = models.DateTimeField(_("last tick"))
+    # The expression and time zone last_tick was counted with: when the settings
+    # change them, counting restarts from the change (nothing is caught up).
+    expression = models.TextField(_("cron expression"))
+    timezone = models.TextField(_("time zone"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("Schedule")
+        verbose_name_plural = _("Schedules")
+        ordering = ["backend_name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["backend_name", "name"], name="dtdb_schedule_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.backend_name})"
+
+
+class DBScheduledRun(models.Model):
+    """A run of a schedule: the tick it is for, and the task result it enqueued.
+
+    One row per schedule and tick, enforced by the database: of several workers
+    enqueuing the same tick, one inserts the row (and the result, in the same
+    transaction); the others' inserts fail.  "Run now" rows (``manual``) are extra.
+    """
+
+    backend_name = models.TextField(_("backend name"))
+    schedule_name = models.TextField(_("schedule name"))
+    tick = models.DateTimeField(_("tick"))
+    manual = models.BooleanField(_("run now"), default=False)
+    enqueued_at = models.DateTimeField(_("enqueued at"), default=timezone.now)
+    # No foreign key constraint: pruning deletes results without looking here.
+    result = models.ForeignKey(
+        DBTaskResult,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("result"),
+    )
+
+    class Meta:
+        verbose_name = _("Scheduled run")
+        verbose_name_plural = _("Scheduled runs")
+        ordering = ["-enqueued_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend_name", "schedule_name", "tick"],
+                condition=Q(manual=False),
+                name="dtdb_one_run_per_tick",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["backend_name", "schedule_name", "-enqueued_at"],
+                name="dtdb_schedule_runs_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_name} at {self.tick.isoformat()}"

@@ -16,13 +16,15 @@ from django_tasks import tasks
 from django_tasks.lifecycle import DEFAULTS, TaskSettings, check_settings, task_settings_of
 from django_tasks.utils import get_module_path
 
+from .schedules import Schedule, import_problems, parse_schedules
+
 DEFAULT_HEARTBEAT_TIMEOUT = 20.0
 """Seconds without a heartbeat after which a worker counts as lost."""
 
 LOST_TASK_POLICIES = ("fail", "requeue")
 """``OPTIONS["lost_tasks"]``: fail lost tasks (default) or put them back to NEW."""
 
-KNOWN_OPTIONS = ("heartbeat_timeout", "lost_tasks", "task_defaults", "task_overrides")
+KNOWN_OPTIONS = ("heartbeat_timeout", "lost_tasks", "task_defaults", "task_overrides", "schedules")
 """The ``OPTIONS`` keys a DatabaseBackend reads."""
 
 
@@ -39,6 +41,9 @@ class DatabaseOptions:
     # Lifecycle settings (checked): for every task, and per task path (winning).
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
     task_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Recurring tasks by name (see schedules.py); the invalid ones are left out.
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    backend_name: str = "default"
     # (key, message) for each invalid value, whose default is used instead.
     problems: tuple[tuple[str, str], ...] = ()
     unknown_keys: tuple[str, ...] = ()
@@ -89,8 +94,15 @@ class DatabaseOptions:
         else:
             invalid("task_overrides", "a dict of task paths to dicts of task settings")
 
+        values["schedules"], schedule_problems = parse_schedules(
+            options.get("schedules", {}), backend_name=backend_name
+        )
+        problems.extend(schedule_problems)
+
         unknown = tuple(sorted(str(key) for key in options if key not in KNOWN_OPTIONS))
-        return cls(**values, problems=tuple(problems), unknown_keys=unknown)
+        return cls(
+            **values, backend_name=backend_name, problems=tuple(problems), unknown_keys=unknown
+        )
 
     def settings_for(self, task: Any) -> TaskSettings:
         """The lifecycle settings ``task`` (of either API) runs with on this backend."""
@@ -114,12 +126,21 @@ class DatabaseOptions:
 
     @property
     def errors(self) -> list[str]:
-        """The message of each invalid value."""
-        return [message for _, message in self.problems]
+        """The message of each invalid value (task paths checked now: the apps are ready)."""
+        return [message for _, message in self.all_problems()]
+
+    def all_problems(self, *keys: str) -> list[tuple[str, str]]:
+        """``problems`` (of ``keys``, or of any key), and, once the apps are ready, the
+        schedules whose task cannot be imported or is not a task."""
+        problems = [(key, message) for key, message in self.problems if not keys or key in keys]
+        if not keys or "schedules" in keys:
+            imports = import_problems(self.schedules, backend_name=self.backend_name)
+            problems.extend(("schedules", message) for message in imports)
+        return problems
 
     def require_valid(self, *keys: str) -> None:
         """Raise InvalidOptions naming each invalid value (of ``keys``, or of any key)."""
-        errors = [message for key, message in self.problems if not keys or key in keys]
+        errors = [message for _, message in self.all_problems(*keys)]
         if errors:
             raise InvalidOptions("; ".join(errors))
 

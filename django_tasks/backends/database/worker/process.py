@@ -17,6 +17,7 @@ from .db_calls import DatabaseCalls
 from .heartbeat import HeartbeatThread
 from .options import WorkerOptions
 from .process_pool import ABORT_SIGNAL, STOP_SIGNAL, ProcessPool
+from .scheduler import SchedulerThread
 from .state import WorkerState
 from .threads import ExecutorThreads
 
@@ -63,6 +64,7 @@ class Worker:
 
         self._executors = executors = ExecutorThreads(options=options, state=state, db=self.db)
         heartbeat: HeartbeatThread | None = None
+        scheduler: SchedulerThread | None = None  # with schedules, unless --batch
         self._install_signal_handlers()
         try:
             logger.info("Starting worker for queues=%s", ",".join(options.queue_names))
@@ -79,8 +81,11 @@ class Worker:
                 parent_pid=self.parent_pid,
             )
             heartbeat.start()
+            scheduler = SchedulerThread.start_for(options=options, state=state, db=self.db)
             executors.run()
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             self._shutdown(executors, heartbeat)
             self._restore_signal_handlers()
             executors.close()
