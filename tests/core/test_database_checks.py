@@ -175,7 +175,7 @@ class DatabaseBackendOptionsChecksTestCase(SimpleTestCase):
         assert message.msg == "Unknown OPTIONS of backend 'default': 'heartbeat_timout'"
         assert message.hint == (
             "The OPTIONS a DatabaseBackend reads: "
-            "heartbeat_timeout, lost_tasks, task_defaults, task_overrides"
+            "heartbeat_timeout, lost_tasks, task_defaults, task_overrides, schedules"
         )
         assert message.id == "django_tasks.database.W001"
 
