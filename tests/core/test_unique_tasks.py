@@ -233,6 +233,38 @@ def test_through_the_orm_when_save_signals_are_listened_to(runs_file: str) -> No
     assert enqueued.ids == [first.id]
 
 
+@pytest.fixture
+def forbidden_queue() -> Iterator[str]:
+    """A CHECK constraint that makes the database refuse one queue name."""
+    table = DBTaskResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT test_refused CHECK (queue_name <> 'x')")
+    yield "x"
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT test_refused")
+
+
+@pytest.mark.skipif(
+    os.environ.get("TEST_DB") != "postgres", reason="SQLite can't add a CHECK constraint"
+)
+@pytest.mark.parametrize("through_the_orm", [False, True])
+def test_other_integrity_errors_of_a_keyed_enqueue_are_raised(
+    runs_file: str, forbidden_queue: str, through_the_orm: bool
+) -> None:
+    def on_save(sender: Any, **kwargs: Any) -> None:
+        pass
+
+    if through_the_orm:
+        post_save.connect(on_save, sender=DBTaskResult)
+    try:
+        with pytest.raises(IntegrityError, match="test_refused"):
+            unique_tasks.report.using(queue_name=forbidden_queue).enqueue(runs_file, "x")
+    finally:
+        post_save.disconnect(on_save, sender=DBTaskResult)
+    assert unique_tasks.report.enqueue(runs_file, "ok").id
+    assert DBTaskResult.objects.count() == 1
+
+
 # --- transactions ---------------------------------------------------------------------
 
 
@@ -593,6 +625,10 @@ def test_django_tasks_decorator_takes_a_unique_key(api: ModuleType) -> None:
     assert second.args == [1, 2]
     assert second.status == django.tasks.TaskResultStatus.READY
     assert DBTaskResult.objects.get().unique_key == "django-key"
+    elsewhere = keyed.using(priority=9, queue_name="other").enqueue(5, 6)
+    assert type(elsewhere) is django.tasks.TaskResult
+    assert elsewhere.id == first.id
+    assert (elsewhere.task.priority, elsewhere.task.queue_name) == (keyed.priority, "default")
 
     with pytest.raises(InvalidTaskError, match="must be a non-empty string"):
         django.tasks.task(unique_key="")(api.add.func)
