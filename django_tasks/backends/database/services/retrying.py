@@ -104,6 +104,11 @@ def retry_one(result_id: str | UUID) -> DBTaskResult:
                 f"{row.unique_key!r} while it is {holder.status}; "
                 "retry it once that one has finished"
             )
+    if row.status == ResultStatus.FAILED:  # its key was taken and freed, twice
+        raise RetryRefused(
+            f"Task result {normalize_uuid(row.pk)} cannot be retried now: other results "
+            f"of {row.task_path} kept taking its unique key {row.unique_key!r}; try again"
+        )
     raise RetryRefused(
         f"Task result {normalize_uuid(row.pk)} cannot be retried: "
         f"its status is {row.status}, only FAILED results can be retried"
