@@ -521,6 +521,12 @@ def test_retrying_failures_sharing_a_key_retries_the_oldest_only(runs_file: str)
     selection = DBTaskResult.objects.filter(status=ResultStatus.FAILED)
 
     assert services.retry_preview(results=selection) == services.RetryOutcome(retried=2, refused=1)
+    assert services.retry_preview(results=selection, limit=2) == services.RetryOutcome(
+        retried=1, refused=1
+    )  # the two oldest: the keyed pair
+    assert services.retry_preview(
+        results=[newer.id, older.id, unkeyed.id], limit=1
+    ) == services.RetryOutcome(retried=1, refused=0)
     assert services.retry(results=selection) == services.RetryOutcome(retried=2, refused=1)
     statuses = dict(DBTaskResult.objects.values_list("pk", "status"))
     assert statuses[uuid.UUID(older.id)] == ResultStatus.NEW
