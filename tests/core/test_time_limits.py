@@ -14,6 +14,17 @@ from django.test import override_settings
 
 from django_tasks import ResultStatus, TimeLimitExceeded
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
+from django_tasks.backends.database.worker.db_calls import DatabaseCalls
+from django_tasks.backends.database.worker.options import WorkerOptions
+from django_tasks.backends.database.worker.state import WorkerState
+from django_tasks.backends.database.worker.threads import ExecutorThreads
+from django_tasks.backends.database.worker.watchdog import (
+    TASK,
+    WATCHDOG,
+    TimedRun,
+    TimeLimitInterrupt,
+    time_limit_exceeded,
+)
 from tests import time_limit_tasks
 from tests.worker_helpers import Workers, runs, wait_until
 from tests.worker_settings import WORKER_TASKS
@@ -97,7 +108,13 @@ def test_sleeping_and_spinning_tasks_fail_at_their_time_limit_and_the_slots_are_
     # Both slots work again: more tasks than slots all complete.
     run_quick_tasks(runs_file, 6)
     stop(workers, worker)
-    assert "exceeded its time limit of 1 s" in worker.output()
+    output = worker.output()
+    assert "exceeded its time limit of 1 s" in output
+    assert "sleeper-finished" not in runs(runs_file)  # stopped, not left to finish
+    if args == PROCESSES:
+        # Each child runs its task on its main thread, where SIGALRM interrupts the sleep:
+        # nothing was left blocked, so no child had to be replaced.
+        assert "stuck" not in output and "a new thread" not in output, output
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
@@ -202,3 +219,60 @@ def test_tasks_finishing_within_their_limit_are_untouched(workers: Workers, runs
     assert [row.return_value for row in rows] == ["sleeper", "quick", "unlimited"]
     assert runs(runs_file) == {"sleeper": 1, "sleeper-finished": 1, "quick": 1, "unlimited": 1}
     assert "time limit" not in worker.output()
+
+
+# --- who records a run: the task's thread or the watchdog ---------------------------------
+
+
+def timed_run(limit: float = 3600) -> TimedRun:
+    """A run on this (non-main, as far as the executor knows) thread, as an executor makes one."""
+    options = WorkerOptions(
+        queue_names=("default",),
+        interval=1,
+        batch=True,
+        backend_name="default",
+        startup_delay=False,
+        heartbeat_timeout=60,
+        lost_tasks="fail",
+    )
+    group = ExecutorThreads(
+        options=options, state=WorkerState(heartbeat_timeout=60, listens=False), db=DatabaseCalls()
+    )
+    row = DBTaskResult(task_path="tests.time_limit_tasks.spins", time_limit=limit)
+    return TimedRun(group.executors[0], row, limit)
+
+
+def test_the_watchdog_takes_a_run_still_in_its_call_and_interrupts_it() -> None:
+    run = timed_run()
+    run.enter_call()
+    try:
+        with pytest.raises(TimeLimitInterrupt):
+            assert run.expire()
+            for _ in range(10_000_000):  # the interrupt arrives at the loop's next turn
+                pass
+    finally:
+        run.leave_call()
+        run.executor.group.close()
+    assert not run.take(TASK)  # the thread's outcome is not written
+    assert not run.finish()  # not replaced
+
+
+def test_a_run_that_left_its_call_is_recorded_by_its_thread() -> None:
+    run = timed_run()
+    run.enter_call()
+    run.leave_call()
+    try:
+        assert not run.expire()  # no interrupt: the thread records the outcome
+        assert run.take(TASK)
+        assert run.take(TASK)  # again, for a retried write
+        assert not run.take(WATCHDOG)
+    finally:
+        run.executor.group.close()
+
+
+def test_time_limit_message_names_the_task_and_the_limit() -> None:
+    row = DBTaskResult(task_path="app.tasks.x", time_limit=5.0)
+    assert str(time_limit_exceeded(row)) == "Task app.tasks.x exceeded its time limit of 5 s"
+    row.time_limit = 0.25
+    assert str(time_limit_exceeded(row)) == "Task app.tasks.x exceeded its time limit of 0.25 s"
+    assert isinstance(time_limit_exceeded(row), TimeLimitExceeded)

@@ -87,6 +87,9 @@ class Executor:
                 if not state.may_start_tasks():
                     self.wake.wait(0.1)
                     continue
+                if self.pending:  # handed over by an executor stuck past a time limit
+                    self.run_pending()
+                    continue
                 try:
                     claimed = self.claim()
                 except (OperationalError, InterfaceError):

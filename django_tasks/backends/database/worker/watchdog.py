@@ -290,6 +290,8 @@ class Watchdog:
             except Exception:
                 logger.exception("Task id=%s could not be recorded as timed out", row.pk)
                 return
+            if status is None:
+                return  # no longer ours (recovered as lost meanwhile)
             logger.warning(
                 "Task id=%s path=%s state=%s: exceeded its time limit of %g s",
                 row.pk,
