@@ -27,6 +27,7 @@ from django_tasks.backends.database.models import DBTaskResult
 
 from . import views
 from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION
+from .views.schedules import ScheduleActionView, SchedulesView
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResultQuerySet
@@ -136,6 +137,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
                 "retry_matching",
                 "cancel_matching",
                 "prune",
+                "schedules",
+                "schedule_action",
             )
         }
 
@@ -158,6 +161,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("retry-matching/", view(views.RetryMatchingView), name=name("retry_matching")),
             path("cancel-matching/", view(views.CancelMatchingView), name=name("cancel_matching")),
             path("prune/", view(views.PruneView), name=name("prune")),
+            path("schedules/", view(SchedulesView), name=name("schedules")),
+            path("schedules/action/", view(ScheduleActionView), name=name("schedule_action")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),

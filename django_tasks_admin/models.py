@@ -13,6 +13,7 @@ from django_tasks.task import FINISHED_STATUSES, ResultStatus
 RETRY_PERMISSION = "django_tasks_admin.retry_taskresult"
 PRUNE_PERMISSION = "django_tasks_admin.prune_taskresult"
 CANCEL_PERMISSION = "django_tasks_admin.cancel_taskresult"
+SCHEDULES_PERMISSION = "django_tasks_admin.manage_schedules"
 
 
 class TaskDashboard(DBTaskResult):
@@ -30,6 +31,7 @@ class TaskDashboard(DBTaskResult):
             ("retry_taskresult", _("Can retry task results")),
             ("prune_taskresult", _("Can prune task results")),
             ("cancel_taskresult", _("Can cancel waiting task results")),
+            ("manage_schedules", _("Can disable, enable and run schedules now")),
         ]
         verbose_name = _("tasks dashboard")
         verbose_name_plural = _("tasks dashboard")

@@ -9,6 +9,7 @@ from django.views.generic import TemplateView
 
 from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.scheduling import failed_schedules
 from django_tasks.utils import exception_message
 from django_tasks_admin import conf
 from django_tasks_admin.attempts import is_time_limit
@@ -36,6 +37,7 @@ class OverviewView(DashboardMixin, TemplateView):
             live_workers=list(services.live_workers()),
             lost_workers=list(services.lost_workers()),
             orphaned=services.orphaned_tasks().count(),
+            failed_schedules=failed_schedules(),
             **kwargs,
         )
 

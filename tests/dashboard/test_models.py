@@ -11,6 +11,7 @@ from django_tasks_admin.models import (
     CANCEL_PERMISSION,
     PRUNE_PERMISSION,
     RETRY_PERMISSION,
+    SCHEDULES_PERMISSION,
     TaskDashboard,
 )
 
@@ -25,8 +26,13 @@ class TaskDashboardTests(TestCase):
         codenames = set(
             Permission.objects.filter(content_type=content_type).values_list("codename", flat=True)
         )
-        assert codenames == {"retry_taskresult", "prune_taskresult", "cancel_taskresult"}
-        assert {RETRY_PERMISSION, PRUNE_PERMISSION, CANCEL_PERMISSION} == {
+        assert codenames == {
+            "retry_taskresult",
+            "prune_taskresult",
+            "cancel_taskresult",
+            "manage_schedules",
+        }
+        assert {RETRY_PERMISSION, PRUNE_PERMISSION, CANCEL_PERMISSION, SCHEDULES_PERMISSION} == {
             f"django_tasks_admin.{codename}" for codename in codenames
         }
 

@@ -250,6 +250,7 @@ def run_now(*, backend_name: str, name: str, now: datetime | None = None) -> DBS
     """Enqueue one extra run of the schedule at once (enabled or not); return its run row."""
     schedule = _schedule(backend_name, name)
     now = now or timezone.now()
+    _rows(backend_name, {name: schedule}, now)  # the schedule's row, for the log to name
     using = router.db_for_write(DBScheduledRun)
     with transaction.atomic(using=using):
         scheduled = DBScheduledRun.objects.create(
