@@ -192,6 +192,31 @@ def test_a_lost_workers_task_keeps_the_key_when_requeued(runs_file: str, policy:
     assert len(live_rows()) == 1
 
 
+def test_a_holder_that_finishes_between_the_insert_and_the_read_lets_the_enqueue_store(
+    runs_file: str,
+) -> None:
+    holder = unique_tasks.report.enqueue(runs_file, "holder")
+    conflicts: list[str] = []
+
+    def finish_the_holder_after_a_conflict(
+        execute: Any, sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        result = execute(sql, params, many, context)
+        if "ON CONFLICT" in sql and not conflicts:
+            conflicts.append(sql)  # the first INSERT found the key held: finish its holder
+            DBTaskResult.objects.filter(pk=holder.id).update(status=ResultStatus.COMPLETE)
+        return result
+
+    with Enqueued() as enqueued, connection.execute_wrapper(finish_the_holder_after_a_conflict):
+        stored = unique_tasks.report.enqueue(runs_file, "stored")
+
+    assert len(conflicts) == 1
+    assert stored.id != holder.id
+    assert stored.status == ResultStatus.NEW
+    assert enqueued.ids == [stored.id]
+    assert [str(row.id) for row in live_rows()] == [stored.id]
+
+
 def test_aenqueue_returns_the_existing_result_too(runs_file: str) -> None:
     first = async_to_sync(unique_tasks.report.aenqueue)(runs_file, "first")
     second = async_to_sync(unique_tasks.report.aenqueue)(runs_file, "second")
