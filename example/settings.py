@@ -90,6 +90,21 @@ TASKS = {
     "default": {
         "BACKEND": "django_tasks.backends.database.DatabaseBackend",
         "QUEUES": ["default", "emails", "reports", "images"],
+        "OPTIONS": {
+            # Recurring tasks: every db_worker enqueues each tick once (dashboard: Schedules).
+            "schedules": {
+                "session-cleanup": {
+                    "task": "example.tasks.clear_expired_sessions",
+                    "cron": "* * * * *",  # every minute, so the demo shows it firing
+                },
+                "nightly-report": {
+                    "task": "example.tasks.generate_report",
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                    "args": ["nightly", 50_000],
+                },
+            },
+        },
     }
 }
 
