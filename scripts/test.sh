@@ -99,7 +99,8 @@ step() {
     return 0
 }
 
-PG_STARTED=0
+PG_STARTED=0   # PostgreSQL is up for this run
+PG_STOP=0      # ... and this run started it, so stops it at exit
 CUR_PID=""
 TAIL_PID=""
 cleanup() {
@@ -111,9 +112,10 @@ cleanup() {
         kill -TERM -- "-$CUR_PID" 2>/dev/null || true
         CUR_PID=""
     fi
-    if [[ $PG_STARTED == 1 ]]; then
+    if [[ $PG_STOP == 1 ]]; then
         "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1 || true
         PG_STARTED=0
+        PG_STOP=0
     fi
     rm -rf "$WORK"
 }
@@ -179,6 +181,8 @@ prepare() {
     fi
     if [[ $NEED_PG == 1 ]]; then
         local t=$SECONDS
+        # A server already running (another run's, or the developer's) is left running.
+        "$ROOT/scripts/pg.sh" status >/dev/null 2>&1 || PG_STOP=1
         if DJANGO_TASKS_PG_FAST=1 "$ROOT/scripts/pg.sh" start; then
             PG_STARTED=1
             echo "postgres: started in $((SECONDS - t))s"
