@@ -7,6 +7,7 @@ does, so tests count runs; the slow ones append ``token-finished`` if they ever 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from django_tasks import task
@@ -59,3 +60,9 @@ def spins_twice(path: str, token: str) -> None:
     _append(path, token)
     while True:
         pass
+
+
+@task()
+def records_threads(path: str) -> None:
+    """Append the names of the worker process's threads, one line."""
+    _append(path, ",".join(sorted(thread.name for thread in threading.enumerate())))

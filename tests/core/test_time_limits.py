@@ -7,6 +7,7 @@ Python, or block in C's ``system()`` (which no signal interrupts).
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -219,6 +220,23 @@ def test_tasks_finishing_within_their_limit_are_untouched(workers: Workers, runs
     assert [row.return_value for row in rows] == ["sleeper", "quick", "unlimited"]
     assert runs(runs_file) == {"sleeper": 1, "sleeper-finished": 1, "quick": 1, "unlimited": 1}
     assert "time limit" not in worker.output()
+
+
+def test_the_watchdog_thread_starts_with_the_first_time_limit(
+    workers: Workers, runs_file: str
+) -> None:
+    time_limit_tasks.records_threads.enqueue(runs_file)
+    assert workers.start("--batch").wait() == 0
+
+    time_limit_tasks.quick.using(time_limit=5, priority=10).enqueue(runs_file, "limited")
+    time_limit_tasks.records_threads.enqueue(runs_file)
+    assert workers.start("--batch").wait() == 0
+
+    without, limited, with_limit = Path(runs_file).read_text().splitlines()
+    assert "db_worker-heartbeat" in without.split(",")
+    assert "db_worker-watchdog" not in without.split(",")
+    assert limited == "limited"
+    assert "db_worker-watchdog" in with_limit.split(",")
 
 
 # --- who records a run: the task's thread or the watchdog ---------------------------------

@@ -14,6 +14,10 @@ One worker process (``process.Worker``) has:
   wake idle executors;
 - signal handlers: the first SIGINT/SIGTERM stops claiming and lets running tasks
   finish; the second aborts them, recording each FAILED.
+- a watchdog thread (``watchdog.Watchdog``), started by the first run whose row has
+  a time limit: it fails runs past their limit with ``TimeLimitExceeded``, interrupts
+  them, and frees the slot of one stuck in C (a new executor thread, or a
+  ``--processes`` child exits to be replaced).
 
 ``--processes N`` runs N such processes under a ``process_pool.ProcessPool``.
 
