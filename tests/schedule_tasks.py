@@ -31,3 +31,9 @@ def waits_for_commit() -> str:
 
 def not_a_task() -> None:
     """A plain function: a schedule naming it is refused."""
+
+
+@task(max_attempts=3, time_limit=30)
+def with_lifecycle() -> str:
+    """A task with its own retry and time-limit settings."""
+    return "ok"

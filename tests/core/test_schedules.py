@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import django
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -460,17 +461,45 @@ class TestStates:
         assert "Could not enqueue schedule=r" in caplog.text
 
     def test_a_task_enqueued_on_commit_is_written_in_the_ticks_transaction(self) -> None:
-        with override_settings(
-            TASKS=tasks_with(
-                {"c": schedule("* * * * *", task="tests.schedule_tasks.waits_for_commit")}
-            )
-        ):
+        config = {"c": schedule("* * * * *", task="tests.schedule_tasks.waits_for_commit")}
+        with override_settings(TASKS=tasks_with(config)):
+            start = at(2026, 5, 1, 0, 0, 30)
+            scheduling.enqueue_due(backend_name="default", now=start)
+            with transaction.atomic():
+                later = start + timedelta(minutes=1)
+                (run,) = scheduling.enqueue_due(backend_name="default", now=later).enqueued
+                # Before any commit: the row was not left to an on_commit callback.
+                assert DBTaskResult.objects.get().pk == run.result_id
+
+    def test_runs_keep_the_tasks_own_lifecycle_settings(self) -> None:
+        config = {"l": schedule("* * * * *", task="tests.schedule_tasks.with_lifecycle")}
+        with override_settings(TASKS=tasks_with(config)):
+            scheduling.run_now(backend_name="default", name="l")
+        row = DBTaskResult.objects.get()
+        assert (row.max_attempts, row.time_limit) == (3, 30.0)
+
+    @pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks needs Django 6")
+    def test_a_django_tasks_task_runs_on_schedule(self) -> None:
+        config = {"d": schedule("* * * * *", task="tests.django_api_tasks.add", args=[2, 3])}
+        with override_settings(TASKS=tasks_with(config)):
+            assert problems(config) == []
             start = at(2026, 5, 1, 0, 0, 30)
             scheduling.enqueue_due(backend_name="default", now=start)
             (run,) = scheduling.enqueue_due(
                 backend_name="default", now=start + timedelta(minutes=1)
             ).enqueued
-        assert DBTaskResult.objects.get().pk == run.result_id
+            assert run_next() == ResultStatus.COMPLETE
+        row = DBTaskResult.objects.get()
+        assert (row.pk, row.api, row.return_value) == (run.result_id, "django.tasks", 5)
+
+    def test_a_pruned_result_leaves_its_run(self) -> None:
+        with override_settings(TASKS=tasks_with({"r": schedule("@daily")})):
+            scheduling.run_now(backend_name="default", name="r")
+            assert run_next() == ResultStatus.COMPLETE
+            assert services.prune(backend_name="default", queue_names=None, min_age_days=0) == 1
+            (state,) = scheduling.schedule_states()
+        assert state.last_run is not None and state.last_run.result is None
+        assert state.last_status is None
 
 
 # --- the command ----------------------------------------------------------------
@@ -502,6 +531,10 @@ class TestCommand:
         output = self.call("--run-now", "report")
         run = DBScheduledRun.objects.get()
         assert f"Enqueued a run of schedule 'report': result {run.result_id}" in output
+
+    def test_a_due_tick_waits_for_a_worker(self) -> None:
+        scheduling.schedule_states(now=at(2026, 5, 1))  # counting started long ago
+        assert "as soon as a worker runs (tick" in self.call()
 
     def test_unknown_name_is_an_error(self) -> None:
         with pytest.raises(Exception, match="No schedule 'nope' is configured"):

@@ -15,6 +15,7 @@ the database's doing, in one transaction per tick:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
@@ -238,9 +239,13 @@ def _enqueue(schedule: Schedule, backend_name: str) -> TaskResult[Any]:
     if schedule.priority is not None:
         changes["priority"] = schedule.priority
     task = task.using(**changes)
-    if any(f.name == "enqueue_on_commit" for f in dataclasses.fields(task)):
-        # The row must be written in the tick's transaction, not after it.
-        task = dataclasses.replace(task, enqueue_on_commit=False)
+    if getattr(task, "enqueue_on_commit", None) is not False and any(
+        f.name == "enqueue_on_commit" for f in dataclasses.fields(task)
+    ):
+        # The row must be written in the tick's transaction, not after it.  A
+        # shallow copy keeps what using() carries beside the fields (lifecycle).
+        task = copy.copy(task)
+        object.__setattr__(task, "enqueue_on_commit", False)
     args, kwargs = schedule.arguments()
     result: TaskResult[Any] = task.enqueue(*args, **kwargs)
     return result
