@@ -1,8 +1,9 @@
 """Drive ``services.scheduling.enqueue_due`` over many fake minutes, as a worker would.
 
 Run by tests.core.test_schedules in several OS processes at once:
-``python -m tests.schedule_driver START_ISO MINUTES GO_FILE`` (worker_env() settings).
-Each process waits for GO_FILE to exist, so all start together.
+``python -m tests.schedule_driver START_ISO MINUTES BARRIER_DIR PROCESSES`` (with
+worker_env() settings).  The processes meet at a barrier (files in BARRIER_DIR)
+before each minute, so all of them try to enqueue each tick at the same moment.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 
-def main(start: str, minutes: str, go_file: str) -> None:
+def barrier(directory: Path, step: int, processes: int) -> None:
+    """Wait until ``processes`` processes reached ``step``."""
+    (directory / f"{step}.{os.getpid()}").touch()
+    while len(list(directory.glob(f"{step}.*"))) < processes:
+        time.sleep(0.001)
+
+
+def main(start: str, minutes: str, barrier_dir: str, processes: str) -> None:
     import django
 
     django.setup()
@@ -24,12 +32,12 @@ def main(start: str, minutes: str, go_file: str) -> None:
     from django_tasks.backends.database.services import scheduling
 
     base = datetime.fromisoformat(start)
-    while not Path(go_file).exists():
-        time.sleep(0.01)
+    directory = Path(barrier_dir)
     rng = random.Random(os.getpid())
     for minute in range(1, int(minutes) + 1):
-        # A few seconds past the tick, differing per process, as real clocks do.
-        now = base + timedelta(minutes=minute, seconds=rng.uniform(0, 3))
+        barrier(directory, minute, int(processes))
+        # Up to a second past the tick, differing per process, as real clocks do.
+        now = base + timedelta(minutes=minute, seconds=rng.uniform(0, 1))
         while True:
             try:
                 scheduling.enqueue_due(backend_name="default", now=now)

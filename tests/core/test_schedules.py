@@ -550,15 +550,10 @@ def test_four_processes_enqueue_each_of_300_ticks_exactly_once(tmp_path: Path) -
     minutes = 300
     base = at(2026, 5, 1, 0, 0, 0)
     scheduling.schedule_states(now=base)  # the schedule's row: counting starts at base
-    go = tmp_path / "go"
     env = worker_env(tasks_with({"m": schedule("* * * * *")}))
     command = [
-        sys.executable,
-        "-m",
-        "tests.schedule_driver",
-        base.isoformat(),
-        str(minutes),
-        str(go),
+        *(sys.executable, "-m", "tests.schedule_driver"),
+        *(base.isoformat(), str(minutes), str(tmp_path), "4"),
     ]
     drivers = [
         subprocess.Popen(
@@ -566,8 +561,6 @@ def test_four_processes_enqueue_each_of_300_ticks_exactly_once(tmp_path: Path) -
         )
         for _ in range(4)
     ]
-    time.sleep(1)  # let them all import Django and wait for the start
-    go.touch()
     outputs = [d.communicate(timeout=300)[0].decode() for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0, 0, 0], outputs
 
