@@ -31,6 +31,7 @@ from django.utils import timezone
 from django_tasks import tasks
 from django_tasks.backends.database.models import DBSchedule, DBScheduledRun
 from django_tasks.backends.database.schedules import ON_TIME, Schedule, import_task
+from django_tasks.exceptions import InvalidTaskBackendError
 from django_tasks.task import TaskResult
 
 logger = logging.getLogger("django_tasks.backends.database.schedules")
@@ -88,7 +89,13 @@ def configured_schedules(backend_name: str | None = None) -> Iterator[tuple[str,
     """Yield ``(backend alias, schedule)`` for each schedule of each database backend."""
     aliases = [backend_name] if backend_name is not None else list(tasks)
     for alias in aliases:
-        options = getattr(tasks[alias], "db_options", None)  # a DatabaseBackend's
+        try:
+            backend = tasks[alias]
+        except InvalidTaskBackendError:
+            if backend_name is not None:
+                raise
+            continue  # listing every backend's schedules: manage.py check reports this one
+        options = getattr(backend, "db_options", None)  # a DatabaseBackend's
         for schedule in getattr(options, "schedules", {}).values():
             yield alias, schedule
 
