@@ -131,6 +131,9 @@ class ExecutorThreads:
             stuck.pending.clear()
         # A new list: other threads may be iterating over the current one.
         self.executors = [e for e in self.executors if e is not stuck]
+        for executor in [e for e in self._retired if e.thread and not e.thread.is_alive()]:
+            executor.wake.close()  # came back and exited since
+            self._retired.remove(executor)
         self._retired.append(stuck)
         stuck.wake.set()
         return pending
