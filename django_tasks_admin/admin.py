@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import get_content_type_for_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
@@ -26,8 +27,9 @@ from django_tasks.backends.database.admin import ReadOnlyAdminMixin
 from django_tasks.backends.database.models import DBTaskResult
 
 from . import views
-from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION
+from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION, TaskDashboard
 from .views.schedules import ScheduleActionView, SchedulesView
+from .views.workers import WorkersView
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.models import DBTaskResultQuerySet
@@ -46,6 +48,11 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
 
     def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.has_perm(CANCEL_PERMISSION))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        # The admin index lists the dashboard's own entry (TaskDashboardAdmin), which
+        # opens the overview, instead of this model's changelist (the results list).
+        return False
 
     @admin.action(description=_("Cancel the selected waiting results"), permissions=["cancel"])
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet[DBTaskResult]) -> None:
@@ -139,6 +146,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
                 "prune",
                 "schedules",
                 "schedule_action",
+                "workers",
             )
         }
 
@@ -163,6 +171,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("prune/", view(views.PruneView), name=name("prune")),
             path("schedules/", view(SchedulesView), name=name("schedules")),
             path("schedules/action/", view(ScheduleActionView), name=name("schedule_action")),
+            path("workers/", view(WorkersView), name=name("workers")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),
@@ -184,6 +193,46 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
         return HttpResponseRedirect(self.dashboard_url("change", result_id))
 
 
+class TaskDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The admin index's entry for the dashboard: it opens the overview.
+
+    The index links each model to its changelist, which for task results is the
+    results list; this entry (of the permissions' proxy model) stands in for it.
+    """
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return admin.site._registry[DBTaskResult].has_view_permission(request)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self._redirect_to_overview),
+                name=f"{opts.app_label}_{opts.model_name}_changelist",
+            )
+        ]
+
+    def _redirect_to_overview(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        dashboard = cast(TaskResultAdmin, self.admin_site._registry[DBTaskResult])
+        return HttpResponseRedirect(dashboard.dashboard_url("overview"))
+
+
 if admin.site.is_registered(DBTaskResult):
     admin.site.unregister(DBTaskResult)
 admin.site.register(DBTaskResult, TaskResultAdmin)
+admin.site.register(TaskDashboard, TaskDashboardAdmin)

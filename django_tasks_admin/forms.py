@@ -7,20 +7,21 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from django_tasks.task import DEFAULT_QUEUE_NAME, DEFAULT_TASK_BACKEND_ALIAS
+from django_tasks.task import DEFAULT_TASK_BACKEND_ALIAS
 
 from .filters import database_backend_choices
 
 
 class PruneForm(forms.Form):
-    """The options of ``prune_db_task_results``, with the same defaults."""
+    """The options of ``prune_db_task_results``, with its defaults except the queue (all)."""
 
     backend = forms.ChoiceField(
         label=_("Backend"), choices=database_backend_choices, initial=DEFAULT_TASK_BACKEND_ALIAS
     )
     queue_name = forms.CharField(
         label=_("Queues"),
-        initial=DEFAULT_QUEUE_NAME,
+        # Every queue: a first dry run counts what the table holds (issue 14).
+        initial="*",
         help_text=_("Queue names separated by commas; * for every queue."),
     )
     min_age_days = forms.IntegerField(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
 
@@ -14,16 +16,32 @@ from django_tasks.utils import exception_message
 from django_tasks_admin import conf
 from django_tasks_admin.attempts import is_time_limit
 from django_tasks_admin.formatting import task_name
+from django_tasks_admin.live import no_change, overview_fingerprint
 from django_tasks_admin.stats import count_results
 from django_tasks_admin.tables import LIST_FIELDS
+from django_tasks_admin.workers import LOST, worker_states
 
 from .base import DashboardMixin
 
+OVERVIEW_REGION = "django_tasks_admin/partials/overview_region.html"
+
 
 class OverviewView(DashboardMixin, TemplateView):
+    """The overview; for htmx, its live region (204 while its fingerprint is unchanged)."""
+
     template_name = "django_tasks_admin/overview.html"
     title = _("Tasks overview")
     tab = "overview"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Read before the page's queries: a change in between shows at the next poll.
+        current = overview_fingerprint()
+        if self.htmx and request.GET.get("fp") == current:
+            return no_change()
+        context = self.get_context_data(overview_fp=current, **kwargs)
+        if self.htmx:
+            return TemplateResponse(request, OVERVIEW_REGION, context)
+        return self.render_to_response(context)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         failures = (
@@ -31,11 +49,13 @@ class OverviewView(DashboardMixin, TemplateView):
             .order_by("-finished_at")
             .only(*LIST_FIELDS, "exception_data")[: conf.get("RECENT_FAILURES")]
         )
+        workers = worker_states()
         return super().get_context_data(
             counts=count_results(),
             failures=[_failure_summary(row) for row in failures],
-            live_workers=list(services.live_workers()),
-            lost_workers=list(services.lost_workers()),
+            workers=workers,
+            live_workers=[w.worker for w in workers if w.state != LOST],
+            lost_workers=[w.worker for w in workers if w.state == LOST],
             orphaned=services.orphaned_tasks().count(),
             failed_schedules=failed_schedules(),
             **kwargs,

@@ -1,4 +1,4 @@
-"""One task result: its detail page (a live region while it runs), its retry and cancel buttons."""
+"""One task result: its detail page (a live region), its retry and cancel buttons."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
+from django.utils.html import escape
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.generic import TemplateView
@@ -18,7 +18,6 @@ from django_htmx.http import HttpResponseStopPolling
 from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.exceptions import ResultDoesNotExist
-from django_tasks.task import FINISHED_STATUSES
 from django_tasks_admin.detail import POLL_FIELDS, result_context
 from django_tasks_admin.live import fingerprint, no_change
 
@@ -28,7 +27,7 @@ RESULT_BODY = "django_tasks_admin/partials/result_body.html"
 
 
 class ResultDetailView(DashboardMixin, TemplateView):
-    """The detail page; for htmx, its live region, which stops polling once finished."""
+    """The detail page; for htmx, its live region (204 while the row is unchanged)."""
 
     template_name = "django_tasks_admin/result_detail.html"
     tab = "results"
@@ -39,15 +38,19 @@ class ResultDetailView(DashboardMixin, TemplateView):
         if polled:
             state = DBTaskResult.objects.filter(pk=result_id).values_list(*POLL_FIELDS).first()
             if state is None:
-                raise Http404
+                # Pruned while shown: say so, and stop polling (286).
+                return HttpResponseStopPolling(
+                    '<div id="dt-result" class="dt-result"><p class="dt-warning dt-gone">'
+                    + escape(_("This task result no longer exists (pruned)."))
+                    + "</p></div>"
+                )
             if fingerprint(state) == request.GET["fp"]:
                 return no_change()
         result = get_object_or_404(DBTaskResult, pk=result_id)
         context = self.get_context_data(result=result, **kwargs)
         if not self.htmx:
             return self.render_to_response(context)
-        if polled and result.status in FINISHED_STATUSES:
-            return HttpResponseStopPolling(render_to_string(RESULT_BODY, context, request))
+        # A finished result keeps being polled: a retry brings it back to NEW.
         return TemplateResponse(request, RESULT_BODY, context)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.messages import get_messages
 from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from django_tasks import django_api
@@ -27,9 +28,21 @@ class RegistrationTests(DashboardTestCase):
     def test_dashboard_replaces_the_plain_admin(self):
         assert isinstance(admin.site._registry[DBTaskResult], TaskResultAdmin)
 
-    def test_admin_index_links_to_the_results(self):
+    def test_admin_index_links_to_the_overview_not_the_results_list(self):
         response = self.client.get("/admin/")
-        assert url("changelist").encode() in response.content
+        content = response.content.decode()
+        entry = reverse("admin:django_tasks_admin_taskdashboard_changelist")
+        assert f'<a href="{entry}"' in content
+        assert f'href="{url("changelist")}"' not in content
+        opened = self.client.get(entry)
+        assert opened.status_code == 302
+        assert opened["Location"] == url("overview")
+        # A read-only viewer gets the same entry; staff without the view permission none.
+        self.client.force_login(self.viewer)
+        assert entry in self.client.get("/admin/").content.decode()
+        self.client.force_login(self.nobody)
+        assert entry not in self.client.get("/admin/").content.decode()
+        assert self.client.get(entry).status_code == 403
 
     def test_rows_cannot_be_added_changed_or_deleted(self):
         model_admin = admin.site._registry[DBTaskResult]
@@ -258,12 +271,13 @@ class PruneTests(DashboardTestCase):
         self.new = make_row()
         self.running = make_row(status=ResultStatus.RUNNING, started_at=old)
 
-    def test_prune_form_has_the_command_defaults(self):
+    def test_prune_form_has_the_command_defaults_but_every_queue(self):
         response = self.client.get(url("prune"))
         assert response.status_code == 200
         form = response.context["form"]
         assert form["backend"].value() == "default"
-        assert form["queue_name"].value() == "default"
+        # Every queue, so that a first dry run counts the whole table (issue 14).
+        assert form["queue_name"].value() == "*"
         assert form["min_age_days"].value() == 14
         assert b"Preview (dry run)" in response.content
 

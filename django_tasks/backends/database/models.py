@@ -377,6 +377,8 @@ class DBWorker(models.Model):
     # Idle and listening: on PostgreSQL an enqueue sends NOTIFY only while some
     # worker of its backend says so (a notification costs every enqueue).
     waiting = models.BooleanField(_("waiting for tasks"), default=False)
+    # Resident memory of the process at its last heartbeat (None: not measurable here).
+    rss_bytes = models.BigIntegerField(_("resident memory (bytes)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("Worker")

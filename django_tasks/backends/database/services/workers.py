@@ -97,15 +97,29 @@ def register_worker(
 def heartbeat(
     *, worker_id: UUID | str, tasks_done: int = 0, tasks_failed: int = 0, waiting: bool = False
 ) -> bool:
-    """Refresh a worker's heartbeat, counters and waiting flag; False if its row is gone."""
+    """Refresh a worker's heartbeat, counters, waiting flag and memory; False if its row is gone.
+
+    The worker process calls it itself: the memory recorded is the caller's.
+    """
     return bool(
         DBWorker.objects.filter(pk=worker_id).update(
             last_heartbeat_at=Now(),
             tasks_done=tasks_done,
             tasks_failed=tasks_failed,
             waiting=waiting,
+            rss_bytes=current_rss_bytes(),
         )
     )
+
+
+def current_rss_bytes() -> int | None:
+    """Return this process's resident memory in bytes, or None where /proc is not available."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def set_worker_waiting(*, worker_id: UUID | str, waiting: bool) -> None:

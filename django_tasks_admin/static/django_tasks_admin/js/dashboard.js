@@ -24,4 +24,25 @@
       }
     });
   });
+  // The "Live" notes tell the truth: polling stops while the tab is hidden (the
+  // regions' hx-trigger filters on visibilityState), and a failed poll says so.
+  function showLive(state) {
+    document.querySelectorAll(".dt-live-note[data-dt-live]").forEach(function (note) {
+      if (note.dataset.dtLive === "off") return;
+      var next = document.visibilityState === "visible" ? state || "on" : "paused";
+      if (next === "error" && note.dataset.dtLive === "paused") next = "paused";
+      note.dataset.dtLive = next;
+      note.textContent =
+        next === "paused" ? note.dataset.pausedText :
+        next === "error" ? note.dataset.errorText : note.dataset.liveText;
+    });
+  }
+  document.addEventListener("visibilitychange", function () { showLive(); });
+  document.addEventListener("DOMContentLoaded", function () { showLive(); });
+  document.addEventListener("htmx:afterSettle", function () { showLive(); });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    var ok = event.detail.successful || (event.detail.xhr && event.detail.xhr.status === 204);
+    showLive(ok ? "on" : "error");
+  });
+  document.addEventListener("htmx:sendError", function () { showLive("error"); });
 })();
