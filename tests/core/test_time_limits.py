@@ -74,6 +74,11 @@ def assert_timed_out(row: DBTaskResult, task_path: str, limit: str = "1") -> Non
     assert (row.finished_at - row.started_at).total_seconds() >= float(limit)
 
 
+def finished_signals(output: str, row: DBTaskResult) -> int:
+    """How many times task_finished was sent for ``row`` (its logging receiver's lines)."""
+    return output.count(f"Task id={row.id} path={row.task_path} state={ResultStatus.FAILED}\n")
+
+
 def run_quick_tasks(runs_file: str, count: int) -> None:
     """Enqueue ``count`` quick tasks and wait for all of them to complete."""
     results = [time_limit_tasks.quick.enqueue(runs_file, f"after-{i}") for i in range(count)]
@@ -111,6 +116,7 @@ def test_sleeping_and_spinning_tasks_fail_at_their_time_limit_and_the_slots_are_
     stop(workers, worker)
     output = worker.output()
     assert "exceeded its time limit of 1 s" in output
+    assert [finished_signals(output, row) for row in [sleeper_row, spinner_row]] == [1, 1]
     assert "sleeper-finished" not in runs(runs_file)  # stopped, not left to finish
     if args == PROCESSES:
         # Each child runs its task on its main thread, where SIGALRM interrupts the sleep:
@@ -186,6 +192,7 @@ def test_a_timed_out_attempt_is_retried_while_attempts_remain(
     assert first.started_at is not None and first.finished_at is not None
     assert (first.finished_at - first.started_at).total_seconds() >= 1
     stop(workers, worker)
+    assert finished_signals(worker.output(), row) == 1  # for the final failure only
 
 
 def test_backend_options_set_time_limits(workers: Workers, runs_file: str) -> None:
