@@ -174,6 +174,31 @@ def test_a_task_blocked_in_c_past_its_limit_makes_its_process_exit_and_be_replac
     stop(workers, worker)
 
 
+def test_a_process_leaving_for_a_stuck_task_lets_its_other_tasks_finish(
+    workers: Workers, runs_file: str
+) -> None:
+    # Four tasks for four slots (two children of two threads), each held for seconds: the
+    # child that runs the stuck one also runs a sleeper.
+    sleepers = [
+        time_limit_tasks.sleeps.using(priority=10).enqueue(runs_file, f"sleeper-{i}", 4)
+        for i in range(3)
+    ]
+    stuck = time_limit_tasks.waits_for_shell.using(time_limit=1).enqueue(runs_file, "stuck", 3)
+
+    worker = workers.start(*PROCESSES, "--threads", "2", "--interval", "0.1")
+    rows = wait_finished(*sleepers, stuck)
+
+    assert_timed_out(rows[-1], "tests.time_limit_tasks.waits_for_shell")
+    assert [row.status for row in rows[:-1]] == [ResultStatus.COMPLETE] * 3
+    assert all(runs(runs_file)[f"sleeper-{i}-finished"] == 1 for i in range(3))
+    wait_until(
+        lambda: "exited to free a stuck task's slot; replacing it" in worker.output(),
+        what="the child to exit and be replaced",
+    )
+    run_quick_tasks(runs_file, 8)
+    stop(workers, worker)
+
+
 @pytest.mark.parametrize("args", [THREADS, PROCESSES], ids=["threads", "processes"])
 def test_a_timed_out_attempt_is_retried_while_attempts_remain(
     workers: Workers, runs_file: str, args: tuple[str, ...]
