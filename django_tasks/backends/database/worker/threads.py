@@ -35,13 +35,7 @@ ABORT_GRACE = 3.0
 class ExecutorThreads:
     """Start, wake, choose the poller among, stop and abort the executors of one process."""
 
-    def __init__(
-        self,
-        *,
-        options: WorkerOptions,
-        state: WorkerState,
-        db: DatabaseCalls,
-    ) -> None:
+    def __init__(self, *, options: WorkerOptions, state: WorkerState, db: DatabaseCalls) -> None:
         self.options = options
         self.state = state
         self.db = db
