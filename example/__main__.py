@@ -3,6 +3,10 @@
 python -m example                 # http://127.0.0.1:8000/
 python -m example --port 8001 --no-trickle
 python -m example --seed-only     # prepare the database and exit
+DEMO_PASSWORD=secret python -m example   # the same password at every start
+
+A shell on the demo project (from the repository's root):
+DJANGO_SETTINGS_MODULE=example.settings python -m django shell
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ import django
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+# New passwords at every start, unless DEMO_PASSWORD sets them.
+PASSWORD_HINT = "  (new passwords at every start: set DEMO_PASSWORD to keep one)\n"
+SHELL_COMMAND = "DJANGO_SETTINGS_MODULE=example.settings python -m django shell"
 
 # Django 6 has its own django.tasks: the demo then defines tasks both ways.
 DJANGO_TASKS_API = django.VERSION >= (6, 0)
@@ -226,6 +234,7 @@ def main(argv: list[str]) -> int:
         print(f"Seeded {seed()} tasks (and 30 old results to prune).")
     if args.seed_only:
         print(f"Logins: admin / {passwords['admin']}   viewer / {passwords['viewer']}")
+        print(PASSWORD_HINT if not os.environ.get("DEMO_PASSWORD") else "", end="")
         return 0
 
     env = {
@@ -276,8 +285,10 @@ def main(argv: list[str]) -> int:
     url = f"http://{args.host}:{args.port}/"
     print(
         "\n"
-        f"  Dashboard: {url}  (the Django admin; tasks under 'Tasks Database Backend')\n"
+        f"  Dashboard: {url}  (the Django admin; open 'Tasks dashboard')\n"
         f"  Log in as: admin / {passwords['admin']}   (read-only: viewer / {passwords['viewer']})\n"
+        + (PASSWORD_HINT if not os.environ.get("DEMO_PASSWORD") else "")
+        + f"  A shell: {SHELL_COMMAND}\n"
         f"  A db_worker runs every queue{' (disabled)' if args.no_worker else ''}; "
         "new tasks arrive every few seconds. Ctrl-C stops everything.\n"
         f"  Task logs: {log_file}\n"

@@ -75,6 +75,42 @@ def test_seed_only(tmp_path: Path) -> None:
         assert theirs == 0
 
 
+def test_new_passwords_unless_demo_password_and_a_shell_on_the_demo(tmp_path: Path) -> None:
+    env = demo_env(tmp_path)
+    del env["DEMO_PASSWORD"]
+    logins = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-m", "example", "--seed-only"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "set DEMO_PASSWORD to keep one" in done.stdout
+        logins.append(re.search(r"Logins: admin / (\S+)", done.stdout)[1])  # type: ignore[index]
+    assert logins[0] != logins[1]
+    # The shell the README and the demo's banner give, on the demo's database.
+    shell = subprocess.run(
+        [sys.executable, "-m", "django", "shell", "-c", SHELL_CODE],
+        env={**env, "DJANGO_SETTINGS_MODULE": "example.settings"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert int(shell.stdout.split()[-1]) > 40
+
+
+SHELL_CODE = (
+    "from django_tasks.backends.database.models import DBTaskResult; "
+    "print(DBTaskResult.objects.count())"
+)
+
+
 def test_demo_serves_the_dashboard_and_runs_tasks(tmp_path: Path) -> None:
     port = free_port()
     demo = subprocess.Popen(
