@@ -132,6 +132,20 @@ def test_the_live_note_says_paused_while_the_tab_is_hidden(
     expect(page.locator(f"#dt-row-{result.id}")).to_be_visible(timeout=TWO_POLLS_MS)
 
 
+def test_the_live_note_says_when_polls_fail(
+    page: Any, live_server: Any, django_user_model: Any, db_tasks: None, live_settings: None
+) -> None:
+    log_in(page, live_server, django_user_model)
+    note = page.locator("#dt-overview .dt-live-note")
+    expect(note).to_have_text(f"Live: refreshing every {POLL} s")
+    # The server stops answering the polls: the note says so, then recovers.
+    page.route("**/overview/?fp=*", lambda route: route.abort())
+    expect(note).to_have_text("Live: the server did not answer; trying again")
+    expect(note).to_have_attribute("data-dt-live", "error")
+    page.unroute("**/overview/?fp=*")
+    expect(note).to_have_text(f"Live: refreshing every {POLL} s", timeout=TWO_POLLS_MS)
+
+
 def test_later_pages_say_live_is_off(
     page: Any, live_server: Any, django_user_model: Any, db_tasks: None, live_settings: None
 ) -> None:
