@@ -190,6 +190,21 @@ class ListLiveTests(DashboardTestCase):
         assert 'hx-swap-oob="true"' in pager
         assert "2 results on this page" in pager
 
+    def test_the_pager_follows_rows_that_push_others_off_the_first_page(self):
+        make_complete()
+        make_complete()
+        page = self.client.get(url("changelist", query="per_page=1")).content.decode()
+        poll = hx_get(page, "dt-rows")
+        test_tasks.noop_task.enqueue()
+        content = self.htmx(poll, "dt-rows").content.decode()
+        polled = search(r'<nav id="dt-pager".*?</nav>', content, re.S)[0]
+        fresh = self.client.get(url("changelist", query="per_page=1")).content.decode()
+        expected = search(r'<nav id="dt-pager".*?</nav>', fresh, re.S)[0]
+        next_link = search(r'href="([^"]+)"[^>]*rel="next"', expected)[1]
+        assert next_link != search(r'href="([^"]+)"[^>]*rel="next"', page)[1]
+        assert 'hx-swap-oob="true"' in polled
+        assert f'href="{next_link}"' in polled  # "Next" continues after the new first row
+
     def test_a_list_opened_while_nothing_runs_shows_new_tasks(self):
         make_complete()
         page = self.client.get(url("changelist")).content.decode()
