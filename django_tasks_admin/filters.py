@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db import connections
+from django.db.models import Q, QuerySet, TextField, Value
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWidget
 
@@ -16,6 +21,32 @@ from django_tasks import get_tasks_setting
 from django_tasks.backends.database.models import API_CHOICES, DBTaskResult
 from django_tasks.backends.database.services import CANCELLED_EXC_TYPE
 from django_tasks.task import ResultStatus
+
+# A search reads at most this many results: the newest that match the other filters.
+SEARCH_WINDOW = 10_000
+
+# The distinct task paths, read from the (task_path, enqueued_at) index one value at a
+# time (a "skip scan"): a few index probes per path, however many rows each has.
+_TASK_PATHS_SQL = """
+WITH RECURSIVE paths(path) AS (
+    SELECT MIN(task_path) FROM {table}
+    UNION ALL
+    SELECT (SELECT MIN(task_path) FROM {table} WHERE task_path > paths.path)
+    FROM paths WHERE paths.path IS NOT NULL
+)
+SELECT path FROM paths WHERE path IS NOT NULL LIMIT %s
+"""
+MAX_TASK_PATHS = 10_000
+
+
+def task_paths(using: str) -> list[str]:
+    """The task paths of the results table (at most MAX_TASK_PATHS), in one query."""
+    sql = _TASK_PATHS_SQL.format(
+        table=connections[using].ops.quote_name(DBTaskResult._meta.db_table)
+    )
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, [MAX_TASK_PATHS])
+        return [path for (path,) in cursor.fetchall()]
 
 
 def database_backend_choices() -> list[tuple[str, str]]:
@@ -59,7 +90,16 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     q = django_filters.CharFilter(
         label=_("Search"),
         method="search",
-        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("task path or argument")}),
+        widget=forms.TextInput(
+            attrs={
+                "type": "search",
+                "placeholder": _("task path or argument"),
+                "title": _(
+                    "Searches the newest results that match the other filters; "
+                    "narrow them by task, queue or time to search further back."
+                ),
+            }
+        ),
     )
     status = django_filters.ChoiceFilter(choices=ResultStatus.choices, empty_label=_("any"))
     queue = django_filters.CharFilter(
@@ -67,9 +107,7 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         method="filter_queues",
         widget=forms.TextInput(attrs={"list": "dt-queue-names", "placeholder": _("a,b")}),
     )
-    task = django_filters.CharFilter(
-        label=_("Task path"), field_name="task_path", lookup_expr="icontains"
-    )
+    task = django_filters.CharFilter(label=_("Task path"), method="filter_task")
     backend = django_filters.ChoiceFilter(
         label=_("Backend"),
         field_name="backend_name",
@@ -113,22 +151,73 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         model = DBTaskResult
         fields: list[str] = []
 
+    # The oldest enqueued_at a search read back to (None: it read every matching row).
+    search_window_start: datetime | None = None
+
     def search(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
-        """Match the task path, or the JSON text of the arguments."""
-        value = value.strip()
-        if not value:
-            return queryset
+        """Searched in ``filter_queryset``, after the other filters."""
+        return queryset
+
+    def filter_queryset(self, queryset: QuerySet[DBTaskResult]) -> Any:
+        queryset = super().filter_queryset(queryset)
+        value = (self.form.cleaned_data.get("q") or "").strip()
+        return self.search_newest(queryset, value) if value else queryset
+
+    def search_newest(self, queryset: QuerySet[DBTaskResult], value: str) -> Any:
+        """Match the task path or the JSON text of the arguments, among the newest rows.
+
+        Matching text inside JSON takes reading each row: the search reads the
+        SEARCH_WINDOW newest rows that the other filters select (a range of the
+        enqueued_at index, found with one more query), never the whole table.
+        """
+        boundary = list(
+            queryset.order_by("-enqueued_at", "-pk").values_list("enqueued_at", flat=True)[
+                SEARCH_WINDOW - 1 : SEARCH_WINDOW
+            ]
+        )
+        if boundary:
+            self.search_window_start = boundary[0]
+            queryset = queryset.filter(enqueued_at__gte=boundary[0])
         return queryset.annotate(_args_text=Cast("args_kwargs", TextField())).filter(
             Q(task_path__icontains=value) | Q(_args_text__icontains=value)
         )
+
+    @property
+    def search_scope(self) -> str:
+        """What the search read, when it did not read every matching row ("" otherwise)."""
+        if self.search_window_start is None:
+            return ""
+        return gettext(
+            "Searched the %(n)s newest results that match the other filters (enqueued since "
+            "%(since)s): narrow them by task, queue or time to search further back."
+        ) % {
+            "n": number_format(SEARCH_WINDOW, force_grouping=True),
+            "since": self.search_window_start.strftime("%Y-%m-%d %H:%M"),
+        }
+
+    def filter_task(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        """Results whose task path contains ``value`` (any case).
+
+        Matched against the table's distinct task paths, then selected by equality:
+        an index range per path, and no rows read at all when no path matches.
+        """
+        value = value.strip().lower()
+        if not value:
+            return queryset
+        paths = [path for path in task_paths(queryset.db) if value in path.lower()]
+        return queryset.filter(task_path__in=paths) if paths else queryset.none()
 
     def filter_cancelled(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """Results that failed because services.cancel() cancelled them (or all others)."""
         cancelled = Q(status=ResultStatus.FAILED, exception_data__exc_type=CANCELLED_EXC_TYPE)
         if value == "yes":
             return queryset.filter(cancelled)
-        # The pk subquery keeps rows whose exception_data is NULL (SQL's NOT IN on NULL).
-        return queryset.exclude(pk__in=DBTaskResult.objects.filter(cancelled).values("pk"))
+        # Coalesced, so rows without exception_data (or its exc_type) are kept: a
+        # condition on each row, where a NOT IN (subquery) read every FAILED row first.
+        exc_type = Coalesce(KT("exception_data__exc_type"), Value(""), output_field=TextField())
+        return queryset.alias(_exc_type=exc_type).exclude(
+            status=ResultStatus.FAILED, _exc_type=CANCELLED_EXC_TYPE
+        )
 
     def filter_retrying(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """NEW results with at least one earlier attempt (or all others)."""

@@ -1,8 +1,12 @@
 """Keyset (cursor) pagination: no COUNT(*), and page 1,000 costs what page 1 costs.
 
-A page is the ``per_page`` rows after (or before) a cursor: the sort column's
-value and the primary key of the last (or first) row shown, encoded in the query
-string.  NULLs sort last in both directions, on every database.
+A page is the ``per_page`` rows after (or before) a cursor: the sort's column
+values and the primary key of the last (or first) row shown, encoded in the query
+string.  The cursor is applied as a row-value comparison, ``(col, ..., id) < (%s,
+..., %s)``, which the database reads as a range of an index on those columns: a
+deep page reads no more rows than the first.  NULLs sort last in both directions,
+on every database: a nullable sort column is read in two ranges (its values, then
+its NULLs), each served by the same index.
 
 ``KeysetPaginator`` is a django-tables2 ``paginator_class``: the table hands it its
 rows, and the cursor and sort arrive as the paginator's keyword arguments.
@@ -13,13 +17,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
-from django.db.models import F, Q, QuerySet
-from django.utils.dateparse import parse_datetime
+from django.core.exceptions import ValidationError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import BooleanField, Expression, F, Field, OrderBy, QuerySet, Value
+from django.db.models.sql.compiler import SQLCompiler
 from django_tables2.rows import BoundRows
 
 # A page never holds more rows than this, whatever ?per_page= asks for.
@@ -37,7 +43,13 @@ class SortKey:
 
     field: str
     nullable: bool = False
-    kind: str = "str"  # "str", "int" or "datetime": how a cursor value is decoded
+    # Non-null columns that order rows with equal ``field`` values, before the primary key.
+    then: tuple[str, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every column of the order: an index on them (the pk may be left out) serves it."""
+        return (self.field, *self.then, "pk")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +83,39 @@ class Page:
         return self.previous_cursor is not None
 
 
+class RowCompare(Expression):
+    """``(a, b, ...) < (x, y, ...)``: a row-value comparison, read as a range of an index on (a, b, ...)."""
+
+    conditional = True
+
+    def __init__(self, left: Sequence[Any], op: str, right: Sequence[Any]) -> None:
+        if op not in ("<", ">") or len(left) != len(right) or not left:
+            raise ValueError(f"RowCompare takes two rows of the same length and < or >, not {op!r}")
+        super().__init__(output_field=BooleanField())
+        self.left = list(left)
+        self.right = list(right)
+        self.op = op
+
+    def get_source_expressions(self) -> list[Any]:
+        return [*self.left, *self.right]
+
+    def set_source_expressions(self, exprs: Sequence[Any]) -> None:
+        n = len(self.left)
+        self.left, self.right = list(exprs[:n]), list(exprs[n:])
+
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, list[Any]]:
+        sqls: list[str] = []
+        params: list[Any] = []
+        for expression in (*self.left, *self.right):
+            sql, expression_params = compiler.compile(expression)
+            sqls.append(sql)
+            params.extend(expression_params)
+        n = len(self.left)
+        return f"({', '.join(sqls[:n])}) {self.op} ({', '.join(sqls[n:])})", params
+
+
 class KeysetPaginator:
     """Cut a queryset (or a django-tables2 table's rows) into keyset pages for one sort."""
 
@@ -90,105 +135,132 @@ class KeysetPaginator:
         )
         self.per_page = page_size(int(per_page))
         self.sort = sort
-        self.after = after
-        self.before = before
+        # A cursor of another sort, or garbage, means the first page.
+        self.before = self.decode(before) if before else None
+        self.after = self.decode(after) if after and self.before is None else None
 
-    def ordered(self, *, reverse: bool = False) -> QuerySet[Any]:
+    @property
+    def backwards(self) -> bool:
+        return self.before is not None
+
+    def ordering(
+        self, *, reverse: bool = False, columns: Sequence[str] | None = None
+    ) -> list[OrderBy]:
+        """ORDER BY of the sort (reversed: read backwards), on ``columns`` (default: all).
+
+        No NULLS FIRST/LAST: each range holds either no NULL or only NULLs, and the
+        databases' default NULL placement is the one their indexes are read in.
+        """
         descending = self.sort.descending != reverse
-        column = F(self.sort.key.field)
-        if self.sort.key.nullable:
-            # NULLs after every value when reading forwards, before them backwards.
-            nulls = {"nulls_first": True} if reverse else {"nulls_last": True}
-            order = column.desc(**nulls) if descending else column.asc(**nulls)
-        else:
-            order = column.desc() if descending else column.asc()
-        return self.queryset.order_by(order, "-pk" if descending else "pk")
+        return [F(c).desc() if descending else F(c).asc() for c in columns or self.sort.key.columns]
 
-    def page_queryset(self) -> QuerySet[Any]:
-        """The queryset of the page's rows plus one (to tell whether there is more)."""
-        cursor = self.decode(self.before) if self.before else None
-        if cursor is not None:
-            return self.ordered(reverse=True).filter(self._before(*cursor))[: self.per_page + 1]
-        cursor = self.decode(self.after) if self.after else None
-        rows = self.ordered()
-        if cursor is not None:
-            rows = rows.filter(self._after(*cursor))
-        return rows[: self.per_page + 1]
+    def _beyond(
+        self, values: Sequence[Any], *, reverse: bool, columns: Sequence[str]
+    ) -> RowCompare:
+        """Rows past ``values`` (of ``columns``), reading forwards (or backwards with ``reverse``)."""
+        descending = self.sort.descending != reverse
+        fields = [self._field(c) for c in columns]
+        return RowCompare(
+            [F(c) for c in columns],
+            "<" if descending else ">",
+            [Value(v, output_field=f) for v, f in zip(values, fields, strict=True)],
+        )
+
+    def ranges(self) -> list[QuerySet[Any]]:
+        """The ordered querysets this page reads, in turn, until it has its rows (one or two)."""
+        key = self.sort.key
+        cursor = self.before if self.backwards else self.after
+        reverse = self.backwards
+        columns = key.columns
+        if not key.nullable:
+            rows = self.queryset
+            if cursor is not None:
+                rows = rows.filter(self._beyond(cursor, reverse=reverse, columns=columns))
+            return [rows.order_by(*self.ordering(reverse=reverse))]
+        # NULLs come last reading forwards, first reading backwards.
+        present = self.queryset.filter(**{f"{key.field}__isnull": False})
+        missing = self.queryset.filter(**{f"{key.field}__isnull": True})
+        if cursor is not None and cursor[0] is None:
+            missing = missing.filter(self._beyond(cursor[1:], reverse=reverse, columns=columns[1:]))
+            if not reverse:
+                present = present.none()
+        elif cursor is not None:
+            present = present.filter(self._beyond(cursor, reverse=reverse, columns=columns))
+            if reverse:
+                missing = missing.none()
+        present = present.order_by(*self.ordering(reverse=reverse))
+        # The NULLs' order is the rest of the columns' (ordering by the column too lets the
+        # database read them straight from the same index).
+        missing = missing.order_by(*self.ordering(reverse=reverse))
+        ranges = [missing, present] if reverse else [present, missing]
+        return [r for r in ranges if not r.query.is_empty()]
+
+    def fetch(self, shape: Callable[[QuerySet[Any]], QuerySet[Any]] | None = None) -> list[Any]:
+        """The page's rows plus one (to tell whether there is more), in reading order.
+
+        ``shape`` turns each range's queryset into what to read (e.g. ``values_list``).
+        """
+        rows: list[Any] = []
+        for queryset in self.ranges():
+            want = self.per_page + 1 - len(rows)
+            if want <= 0:
+                break
+            rows += list((shape(queryset) if shape else queryset)[:want])
+        return rows
 
     def page(self, number: int = 1) -> Page:
         """Return the page the cursor names: after ``after``, before ``before``, or the first.
 
         ``number`` is django-tables2's page number, which a keyset page has no use for.
         """
-        backwards = bool(self.before and self.decode(self.before) is not None)
-        forwards_from = bool(not backwards and self.after and self.decode(self.after) is not None)
-        rows = list(self.page_queryset())
+        rows = self.fetch()
         more = len(rows) > self.per_page
         rows = rows[: self.per_page]
-        if backwards:
+        if self.backwards:
             rows.reverse()
             has_previous, has_next = more, True
         else:
-            has_previous, has_next = forwards_from, more
+            has_previous, has_next = self.after is not None, more
         return Page(
             rows=rows,
-            object_list=BoundRows(data=rows, table=self.bound_rows.table)
+            object_list=type(self.bound_rows)(data=rows, table=self.bound_rows.table)
             if self.bound_rows is not None
             else rows,
             next_cursor=self.encode(rows[-1]) if rows and has_next else None,
             previous_cursor=self.encode(rows[0]) if rows and has_previous else None,
         )
 
-    # The cursor: [sort name, value, pk] as URL-safe base64 JSON.
+    # The cursor: [sort name, [values], pk] as URL-safe base64 JSON.
+
+    def _field(self, name: str) -> Field[Any, Any]:
+        meta = self.queryset.model._meta
+        field = meta.pk if name == "pk" else meta.get_field(name)
+        assert isinstance(field, Field), name
+        return field
 
     def encode(self, row: Any) -> str:
-        value = getattr(row, self.sort.key.field)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        raw = json.dumps([self.sort.name, value, str(row.pk)], separators=(",", ":"))
+        values = []
+        for name in self.sort.key.columns[:-1]:
+            value = getattr(row, name)
+            values.append(value.isoformat() if isinstance(value, datetime) else value)
+        raw = json.dumps([self.sort.name, values, str(row.pk)], separators=(",", ":"))
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
-    def decode(self, token: str) -> tuple[Any, UUID] | None:
-        """Return (value, pk) from a cursor of this sort, or None if it isn't one."""
+    def decode(self, token: str) -> tuple[Any, ...] | None:
+        """Return the cursor's column values (pk last), or None if it isn't a cursor of this sort."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            name, value, pk = json.loads(raw)
-            if name != self.sort.name:
+            name, values, pk = json.loads(raw)
+            columns = self.sort.key.columns
+            if name != self.sort.name or not isinstance(values, list):
                 return None
-            if value is not None:
-                value = self._decode_value(value)
-            return value, UUID(str(pk))
-        except (ValueError, TypeError, binascii.Error):
+            if len(values) != len(columns) - 1 or pk is None:
+                return None
+            decoded = []
+            for column, value in zip(columns, [*values, pk], strict=True):
+                if value is None and not (column == self.sort.key.field and self.sort.key.nullable):
+                    return None
+                decoded.append(None if value is None else self._field(column).to_python(value))
+            return tuple(decoded)
+        except (ValueError, TypeError, binascii.Error, ValidationError):
             return None
-
-    def _decode_value(self, value: Any) -> Any:
-        kind = self.sort.key.kind
-        if kind == "datetime":
-            parsed = parse_datetime(str(value))
-            if parsed is None:
-                raise ValueError(value)
-            return parsed
-        if kind == "int":
-            return int(value)
-        return str(value)
-
-    def _after(self, value: Any, pk: UUID) -> Q:
-        """Rows that come after (value, pk) in forward order."""
-        field = self.sort.key.field
-        beyond = "lt" if self.sort.descending else "gt"
-        if value is None:  # already among the NULLs, which come last
-            return Q(**{f"{field}__isnull": True, f"pk__{beyond}": pk})
-        condition = Q(**{f"{field}__{beyond}": value}) | Q(**{field: value, f"pk__{beyond}": pk})
-        if self.sort.key.nullable:
-            condition |= Q(**{f"{field}__isnull": True})
-        return condition
-
-    def _before(self, value: Any, pk: UUID) -> Q:
-        """Rows that come before (value, pk) in forward order."""
-        field = self.sort.key.field
-        ahead = "gt" if self.sort.descending else "lt"
-        if value is None:
-            return Q(**{f"{field}__isnull": False}) | Q(
-                **{f"{field}__isnull": True, f"pk__{ahead}": pk}
-            )
-        return Q(**{f"{field}__{ahead}": value}) | Q(**{field: value, f"pk__{ahead}": pk})

@@ -102,7 +102,10 @@ class ResultTable(tables.Table):  # type: ignore[misc]
     status = tables.Column(verbose_name=_("Status"))
     task = tables.Column(accessor="task_path", verbose_name=_("Task"))
     queue = tables.Column(accessor="queue_name", verbose_name=_("Queue"))
-    priority = tables.Column(verbose_name=_("Priority"), attrs={"td": {"class": "dt-num"}})
+    # Not sortable: see list_state.SORT_KEYS.
+    priority = tables.Column(
+        verbose_name=_("Priority"), orderable=False, attrs={"td": {"class": "dt-num"}}
+    )
     enqueued = tables.Column(accessor="enqueued_at", verbose_name=_("Enqueued"))
     finished = tables.Column(
         accessor="finished_at", verbose_name=_("Finished"), default=None, empty_values=()

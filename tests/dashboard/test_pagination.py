@@ -75,7 +75,7 @@ class KeysetPaginatorTests(TestCase):
         first = [r.pk for r in rows("-enqueued")]
         assert [r.pk for r in rows("-enqueued", after="!!garbage")] == first
         foreign = (
-            KeysetPaginator(DBTaskResult.objects.all(), 5, sort=sorted_by("priority"))
+            KeysetPaginator(DBTaskResult.objects.all(), 5, sort=sorted_by("task"))
             .page()
             .next_cursor
         )

@@ -17,12 +17,12 @@ from .utils import DashboardTestCase, make_complete, make_row, search, url
 class TableTests(DashboardTestCase):
     def test_sort_links_toggle_and_drop_the_cursor(self):
         make_row()
-        response = self.client.get(url("changelist", query="status=NEW&sort=priority&after=abc"))
+        response = self.client.get(url("changelist", query="status=NEW&sort=queue&after=abc"))
         content = response.content.decode()
         link = search(r'<th [^>]*class="[^"]*asc[^"]*"[^>]*>\s*<a href="([^"]+)"', content)
         assert link, "the sorted column is marked"
         href = link[1].replace("&amp;", "&")
-        assert "sort=-priority" in href and "status=NEW" in href and "after=" not in href
+        assert "sort=-queue" in href and "status=NEW" in href and "after=" not in href
 
     def test_the_sortable_columns_are_the_sort_keys(self):
         make_row()

@@ -463,6 +463,10 @@ class QueryCountTests(DashboardTestCase):
         later = self.client.get(url("changelist")).context["page"].next_cursor
         pages.append(url("changelist", query=f"after={later}"))
         large = [self.count(p) for p in pages]
-        assert large[:-1] == small
+        # A page sorted by a nullable column (finished) reads the NULLs' range too when
+        # its values do not fill the page: the small table's 7 FAILED rows don't.
+        assert large[:-1] == [small[0], small[1] - 1, *small[2:]]
         assert large[-1] == small[0]
-        assert max(large) <= 7, large  # session, user, and the page's own (overview: 5)
+        # Session, user, and the page's own (overview: 5, and on PostgreSQL the table's
+        # statistics, which decide between counting and estimating).
+        assert max(large) <= (8 if connection.vendor == "postgresql" else 7), large

@@ -239,11 +239,15 @@ class DBTaskResult(models.Model):
             ),
             # Pruning (status + finished_at range) and "failed, newest first".
             models.Index(fields=["status", "finished_at"], name="dtdb_status_finished_idx"),
-            # Listings: newest first, optionally filtered by status, queue or task.
-            models.Index(fields=["enqueued_at"], name="dtdb_enqueued_idx"),
+            # Listings: newest first, optionally filtered by status, queue or task.  The
+            # dashboard's pages are ranges of these: (enqueued_at, id) for its default
+            # sort, and (status|queue|task, enqueued_at) for the sorts by those columns.
+            models.Index(fields=["enqueued_at", "id"], name="dtdb_enqueued_id_idx"),
             models.Index(fields=["status", "enqueued_at"], name="dtdb_status_enqueued_idx"),
             models.Index(fields=["queue_name", "enqueued_at"], name="dtdb_queue_enqueued_idx"),
             models.Index(fields=["task_path", "enqueued_at"], name="dtdb_task_enqueued_idx"),
+            # The dashboard sorted by finished_at, pages read as ranges of it.
+            models.Index(fields=["finished_at", "id"], name="dtdb_finished_id_idx"),
         ]
 
     def __str__(self) -> str:
