@@ -17,6 +17,7 @@ class CancelMatchingView(MatchingActionView):
 
     action = "cancel"
     permission = "cancel"
+    status = ResultStatus.NEW
     title = gettext_lazy("Cancel all matching waiting results")
     log_verb = "Cancelled"
 

@@ -29,6 +29,7 @@ from django_tasks.task import ResultStatus
 from django_tasks_admin import conf
 from django_tasks_admin.filters import ResultFilterSet
 from django_tasks_admin.models import BulkRetry
+from django_tasks_admin.stats import Tally, capped_count
 from django_tasks_admin.tasks import bulk_retry
 
 from .base import DashboardMixin, safe_next
@@ -105,16 +106,37 @@ class MatchingActionView(DashboardMixin, TemplateView):
 
     # The flow
 
+    # The status the action applies to (the rows it would change have it).
+    status: ResultStatus
+
+    def capped_preview(self, rows: Any) -> tuple[Tally, Tally]:
+        """(would act on, left alone) among ``rows``, each counted up to EXACT_UP_TO.
+
+        Exact (as ``preview``) while few rows match; past the cap, lower bounds (the
+        page says "more than"): a page never counts a big table, the POST counts
+        exactly before it acts.
+        """
+        total = capped_count(rows)
+        eligible = capped_count(rows.filter(status=self.status))
+        if not eligible.exact:
+            return eligible, Tally(0)  # how many others is not worth counting then
+        count, refused = self.preview(rows.filter(status=self.status))
+        # All matching rows but the eligible ones (a lower bound past the cap).
+        others = Tally(max(total.value - eligible.value, 0), total.kind)
+        return Tally(count), others + refused
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         filterset = self.filterset()
-        count, left_alone = self.preview(filterset.qs)
+        count, left_alone = self.capped_preview(filterset.qs)
         return super().get_context_data(
-            count=count,
-            left_alone=left_alone,
+            count=count.value,
+            count_capped=not count.exact,
+            left_alone=left_alone.value,
+            left_alone_capped=not left_alone.exact,
             action=self.action,
             action_link=getattr(self.list_state, f"{self.action}_matching_link"),
             cap=conf.get("RETRY_CAP"),
-            background=count > conf.get("RETRY_CAP"),
+            background=not count.exact or count.value > conf.get("RETRY_CAP"),
             list_state=self.list_state,
             filters=self.list_state.filter_summary(filterset.form),
             **kwargs,
@@ -172,6 +194,7 @@ class RetryMatchingView(MatchingActionView):
 
     action = "retry"
     permission = "retry"
+    status = ResultStatus.FAILED
     title = gettext_lazy("Retry all matching failed results")
     log_verb = "Retried"
 
