@@ -90,7 +90,7 @@ class CancelOneTests(DashboardTestCase):
         assert "<html" not in content
         head = search(r'<div id="dt-result"[^>]*>', content)[0]
         assert 'data-status="FAILED"' in head
-        assert "hx-get" not in head  # finished: no more polling
+        assert "hx-get" in head  # finished, still polled: a retry would bring it back
         assert "the task will not run" in content
         assert "TaskCancelled" in content
         assert "dt-cancelled" in content
