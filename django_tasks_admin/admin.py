@@ -201,7 +201,7 @@ class TaskDashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return admin.site._registry[DBTaskResult].has_view_permission(request)
+        return self.admin_site._registry[DBTaskResult].has_view_permission(request)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
