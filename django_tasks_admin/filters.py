@@ -22,6 +22,12 @@ from django_tasks.backends.database.models import API_CHOICES, DBTaskResult
 from django_tasks.backends.database.services import CANCELLED_EXC_TYPE
 from django_tasks.task import ResultStatus
 
+# The query-string parameters of filters an index of the results table serves (with
+# its enqueued_at order): counting what they select never reads the whole table.
+INDEXED_FILTERS = frozenset(
+    {"status", "queue", "task", "enqueued_after", "enqueued_before", "id", "q"}
+)
+
 # A search reads at most this many results: the newest that match the other filters.
 SEARCH_WINDOW = 10_000
 

@@ -167,16 +167,34 @@ class KeysetPaginator:
         )
 
     def ranges(self) -> list[QuerySet[Any]]:
-        """The ordered querysets this page reads, in turn, until it has its rows (one or two)."""
+        """The ordered querysets this page reads, in turn, until it has its rows (one or two).
+
+        Each is a range of one index: the rows past the cursor with the cursor's
+        leading value, then those beyond it; or a nullable column's values, then its NULLs.
+        """
         key = self.sort.key
         cursor = self.before if self.backwards else self.after
         reverse = self.backwards
         columns = key.columns
+        order = self.ordering(reverse=reverse)
+        if not key.nullable and key.then and cursor is not None:
+            # A column of few values (status, queue, task) is read as two ranges: the rest
+            # of the cursor's value, then the values beyond it.  One comparison of the
+            # whole row would be as exact, but the planner estimates it by its first
+            # column alone ("status < 'COMPLETE'": no rows) and may then scan the table.
+            descending = self.sort.descending != reverse
+            same = self.queryset.filter(**{key.field: cursor[0]}).filter(
+                self._beyond(cursor[1:], reverse=reverse, columns=columns[1:])
+            )
+            beyond = self.queryset.filter(
+                **{f"{key.field}__{'lt' if descending else 'gt'}": cursor[0]}
+            )
+            return [same.order_by(*order), beyond.order_by(*order)]
         if not key.nullable:
             rows = self.queryset
             if cursor is not None:
                 rows = rows.filter(self._beyond(cursor, reverse=reverse, columns=columns))
-            return [rows.order_by(*self.ordering(reverse=reverse))]
+            return [rows.order_by(*order)]
         # NULLs come last reading forwards, first reading backwards.
         present = self.queryset.filter(**{f"{key.field}__isnull": False})
         missing = self.queryset.filter(**{f"{key.field}__isnull": True})
@@ -188,10 +206,10 @@ class KeysetPaginator:
             present = present.filter(self._beyond(cursor, reverse=reverse, columns=columns))
             if reverse:
                 missing = missing.none()
-        present = present.order_by(*self.ordering(reverse=reverse))
+        present = present.order_by(*order)
         # The NULLs' order is the rest of the columns' (ordering by the column too lets the
         # database read them straight from the same index).
-        missing = missing.order_by(*self.ordering(reverse=reverse))
+        missing = missing.order_by(*order)
         ranges = [missing, present] if reverse else [present, missing]
         return [r for r in ranges if not r.query.is_empty()]
 

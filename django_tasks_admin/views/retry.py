@@ -27,7 +27,7 @@ from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks_admin import conf
-from django_tasks_admin.filters import ResultFilterSet
+from django_tasks_admin.filters import INDEXED_FILTERS, ResultFilterSet
 from django_tasks_admin.models import BulkRetry
 from django_tasks_admin.stats import Tally, capped_count
 from django_tasks_admin.tasks import bulk_retry
@@ -116,13 +116,21 @@ class MatchingActionView(DashboardMixin, TemplateView):
         page says "more than"): a page never counts a big table, the POST counts
         exactly before it acts.
         """
-        total = capped_count(rows)
-        eligible = capped_count(rows.filter(status=self.status))
-        if not eligible.exact:
-            return eligible, Tally(0)  # how many others is not worth counting then
-        count, refused = self.preview(rows.filter(status=self.status))
-        # All matching rows but the eligible ones (a lower bound past the cap).
-        others = Tally(max(total.value - eligible.value, 0), total.kind)
+        filters = self.list_state.filters
+        wanted = filters.get("status")
+        eligible_rows = rows.filter(status=self.status) if wanted in (None, self.status) else None
+        eligible = capped_count(eligible_rows) if eligible_rows is not None else Tally(0)
+        # The others are counted only along an index the filters use: a filter that no
+        # index serves (api, priority...) would have the count read the whole table.
+        if wanted == self.status or not set(filters) <= INDEXED_FILTERS:
+            others = Tally(0)
+        elif wanted is not None:
+            others = capped_count(rows)  # all of another status
+        else:
+            others = capped_count(rows.exclude(status=self.status))
+        if eligible_rows is None or not eligible.exact:
+            return eligible, others
+        count, refused = self.preview(eligible_rows)
         return Tally(count), others + refused
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

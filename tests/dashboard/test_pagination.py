@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult
@@ -35,9 +37,15 @@ class KeysetPaginatorTests(TestCase):
 
     def walk(self, sort: str, per_page: int = 5) -> list[DBTaskResult]:
         def page(**cursor: str | None) -> Page:
-            return KeysetPaginator(
+            paginator = KeysetPaginator(
                 DBTaskResult.objects.all(), per_page, sort=sorted_by(sort), **cursor
-            ).page()
+            )
+            with CaptureQueriesContext(connection) as queries:
+                page = paginator.page()
+            # One index range, or two: a nullable column's values then its NULLs, or the
+            # rest of the cursor's status (queue, task) then the statuses beyond it.
+            assert len(queries.captured_queries) <= 2, (sort, cursor)
+            return page
 
         pages = [page()]
         while pages[-1].has_next:
@@ -89,3 +97,33 @@ class KeysetPaginatorTests(TestCase):
         paginator = KeysetPaginator(DBTaskResult.objects.all(), 10**6, sort=default_sort())
         assert paginator.per_page == MAX_PER_PAGE
         assert KeysetPaginator(DBTaskResult.objects.all(), 0, sort=default_sort()).per_page == 1
+
+
+class RangeTests(TestCase):
+    """The cursor is a row-value comparison: a range of an index, not a filter on every row."""
+
+    def test_a_later_page_is_a_row_value_range_of_the_sort_columns_and_pk(self):
+        rows = [make_row() for _ in range(3)]
+        paginator = KeysetPaginator(DBTaskResult.objects.all(), 1, sort=default_sort())
+        cursor = paginator.page().next_cursor
+        assert cursor is not None
+        later = KeysetPaginator(DBTaskResult.objects.all(), 1, sort=default_sort(), after=cursor)
+        (queryset,) = later.ranges()
+        sql = str(queryset.query)
+        assert '("django_tasks_database_dbtaskresult"."enqueued_at", ' in sql
+        assert '"django_tasks_database_dbtaskresult"."id") < (' in sql
+        assert [r.pk for r in later.page().rows] == [
+            sorted(rows, key=lambda r: (r.enqueued_at, r.pk))[1].pk
+        ]
+
+    def test_a_sort_by_status_reads_the_rest_of_the_status_then_the_next_ones(self):
+        make_row(status=ResultStatus.NEW)
+        make_row(status=ResultStatus.NEW)
+        make_row(status=ResultStatus.RUNNING)
+        sort = sorted_by("status")
+        first = KeysetPaginator(DBTaskResult.objects.all(), 1, sort=sort).page()
+        later = KeysetPaginator(DBTaskResult.objects.all(), 1, sort=sort, after=first.next_cursor)
+        same, beyond = later.ranges()
+        assert [r.status for r in same] == [ResultStatus.NEW]  # the other NEW row
+        assert [r.status for r in beyond] == [ResultStatus.RUNNING]
+        assert [r.status for r in later.page().rows] == [ResultStatus.NEW]
