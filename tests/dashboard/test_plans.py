@@ -121,8 +121,9 @@ class NoSequentialScanTests(DashboardTestCase):
         explained = 0
         scans = []
         pages = self.pages() + self.deep_pages()
-        rows = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-rows"}
-        requests = [(page, headers) for page in pages for headers in ({}, rows)]
+        rows: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-rows"}
+        plain: dict[str, Any] = {}
+        requests = [(page, headers) for page in pages for headers in (plain, rows)]
         for page, headers in requests:
             with CaptureQueriesContext(connection) as queries:
                 response = self.client.get(page, **headers)
