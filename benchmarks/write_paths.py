@@ -83,7 +83,7 @@ def main() -> None:
 
     from django_tasks.backends.database.models import DBTaskResult, DBWorker
     from django_tasks.backends.database.outcomes import Outcome
-    from django_tasks.backends.database.writes import insert_task, update_outcome
+    from django_tasks.backends.database.writes import NewRow, insert_task, update_outcome
     from tests.tasks import noop_task
 
     call_command("migrate", verbosity=0)
@@ -102,9 +102,7 @@ def main() -> None:
         connection = connections[alias]
 
         def insert() -> Any:
-            return insert_task(
-                connection,
-                in_transaction=False,
+            row = NewRow(
                 row_id=uuid.uuid4(),
                 enqueued_at=timezone.now(),
                 args_kwargs_json='{"args": [], "kwargs": {}}',
@@ -113,7 +111,9 @@ def main() -> None:
                 queue_name="default",
                 backend_name="default",
                 run_after=None,
-            )()
+                api="django_tasks",
+            )
+            return insert_task(connection, row, in_transaction=False)()
 
         return insert
 

@@ -11,14 +11,7 @@ import threading
 import time
 
 from django_tasks import task
-
-
-def _append(path: str, line: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{line}\n".encode())
-    finally:
-        os.close(fd)
+from tests.worker_helpers import _append
 
 
 @task()

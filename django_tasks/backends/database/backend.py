@@ -36,7 +36,7 @@ from django_tasks.task import LIVE_STATUSES, Task
 from .options import KNOWN_OPTIONS, DatabaseOptions
 from .results import TaskResult
 from .utils import listened
-from .writes import FAST_VENDORS, insert_task, insert_task_unless_held
+from .writes import FAST_VENDORS, NewRow, insert_task, insert_task_unless_held
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -201,10 +201,27 @@ class DatabaseBackend(BaseTaskBackend):
         fast = connection.vendor in FAST_VENDORS and not listened(model, pre_save, post_save)
         if not fast:
             return result()
-        max_attempts, time_limit, unique_key = settings
         pending = insert_task(
             connection,
+            self._new_row(task, args_kwargs_json, row_id, enqueued_at, settings),
             in_transaction=in_transaction,
+        )
+        try:
+            return result()  # while the database commits the row
+        finally:
+            pending()
+
+    def _new_row(
+        self,
+        task: Task[Any, Any],
+        args_kwargs_json: str,
+        row_id: UUID,
+        enqueued_at: datetime,
+        settings: RowSettings,
+    ) -> NewRow:
+        """The values of ``task``'s INSERT, for the fast path's statement."""
+        max_attempts, time_limit, unique_key = settings
+        return NewRow(
             row_id=row_id,
             enqueued_at=enqueued_at,
             args_kwargs_json=args_kwargs_json,
@@ -218,10 +235,6 @@ class DatabaseBackend(BaseTaskBackend):
             time_limit=time_limit,
             unique_key=unique_key,
         )
-        try:
-            return result()  # while the database commits the row
-        finally:
-            pending()
 
     def _enqueue_unique(
         self,
@@ -264,8 +277,7 @@ class DatabaseBackend(BaseTaskBackend):
         """Return the new row's result and True, or the live key holder's and False."""
         using = connection.alias
         model = _model()
-        max_attempts, time_limit, unique_key = settings
-        assert unique_key is not None
+        unique_key = settings[2]
         fast = connection.vendor in FAST_VENDORS and not listened(model, pre_save, post_save)
         error: IntegrityError | None = None
         for _ in range(UNIQUE_ENQUEUE_ROUNDS):
@@ -276,19 +288,8 @@ class DatabaseBackend(BaseTaskBackend):
             if fast:
                 stored = insert_task_unless_held(
                     connection,
+                    self._new_row(task, args_kwargs_json, row.id, enqueued_at, settings),
                     in_transaction=connection_in_transaction(connection),
-                    row_id=row.id,
-                    enqueued_at=enqueued_at,
-                    args_kwargs_json=args_kwargs_json,
-                    priority=task.priority,
-                    task_path=task.module_path,
-                    queue_name=task.queue_name,
-                    backend_name=self.alias,
-                    run_after=task.run_after,
-                    api=api_of(task),
-                    max_attempts=max_attempts,
-                    time_limit=time_limit,
-                    unique_key=unique_key,
                 )
             else:
                 try:

@@ -245,20 +245,9 @@ class Executor:
             connection.set_autocommit(True)
 
     def release_pending(self) -> None:
-        if not self.pending:
-            return
-        pks = [row.pk for row in self.pending]
+        rows = list(self.pending)
         self.pending.clear()
-        state = self.state
-        try:
-            self.db.call(
-                lambda: services.release_tasks(worker_id=state.worker_id, ids=pks),
-                what="releasing claimed tasks",
-                give_up=lambda: state.force,
-                wait=self.wake.wait,
-            )
-        except (OperationalError, InterfaceError):
-            logger.error("Could not release %s claimed task(s)", len(pks))
+        self.state.release(rows, db=self.db, wait=self.wake.wait)
 
     def abort_task(self) -> None:
         """From the main thread: raise _AbortTask inside this executor's running task."""

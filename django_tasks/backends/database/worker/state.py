@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from django.db import InterfaceError, OperationalError
 
 from django_tasks.backends.database import services
 from django_tasks.task import ResultStatus
+
+if TYPE_CHECKING:
+    from django_tasks.backends.database.models import DBTaskResult
+
+    from .db_calls import DatabaseCalls
+
+logger = logging.getLogger("django_tasks.backends.database.db_worker")
 
 
 class WorkerState:
@@ -81,3 +91,20 @@ class WorkerState:
                 return False
             self._waiting = waiting
             return True
+
+    def release(
+        self, rows: list[DBTaskResult], *, db: DatabaseCalls, wait: Callable[[float], Any]
+    ) -> None:
+        """Put rows we claimed that never started back to NEW (through outages)."""
+        if not rows:
+            return
+        pks = [row.pk for row in rows]
+        try:
+            db.call(
+                lambda: services.release_tasks(worker_id=self.worker_id, ids=pks),
+                what="releasing claimed tasks",
+                give_up=lambda: self.force,
+                wait=wait,
+            )
+        except (OperationalError, InterfaceError):
+            logger.error("Could not release %s claimed task(s)", len(pks))

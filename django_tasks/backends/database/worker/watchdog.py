@@ -328,7 +328,7 @@ class Watchdog:
         )
         state = self.state
         state.recycling = True
-        self._release(pending)
+        state.release(pending, db=group.db, wait=self.wake.wait)
         group.stop()
         if not run.on_main:
             return  # the main thread shuts down as usual; its run_child exits
@@ -345,21 +345,6 @@ class Watchdog:
             logger.error("Could not unregister worker id=%s", state.worker_id)
         logging.shutdown()
         os._exit(RECYCLE_EXIT_CODE)
-
-    def _release(self, pending: list[DBTaskResult]) -> None:
-        if not pending:
-            return
-        state = self.state
-        pks = [row.pk for row in pending]
-        try:
-            self.group.db.call(
-                lambda: services.release_tasks(worker_id=state.worker_id, ids=pks),
-                what="releasing claimed tasks",
-                give_up=lambda: state.force,
-                wait=self.wake.wait,
-            )
-        except (OperationalError, InterfaceError):
-            logger.error("Could not release %s claimed task(s)", len(pks))
 
 
 def send_finished(row: DBTaskResult) -> None:

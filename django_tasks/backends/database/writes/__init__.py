@@ -15,6 +15,7 @@ cursor.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,23 +36,51 @@ FAST_VENDORS = frozenset({"postgresql", "sqlite"})
 _NEW = ResultStatus.NEW.value
 
 
-def insert_task(
-    connection: BaseDatabaseWrapper,
-    *,
-    in_transaction: bool,
-    row_id: UUID,
-    enqueued_at: datetime,
-    args_kwargs_json: str,
-    priority: int,
-    task_path: str,
-    queue_name: str,
-    backend_name: str,
-    run_after: datetime | None,
-    api: str,
-    max_attempts: int = 1,
-    time_limit: float | None = None,
-    unique_key: str | None = None,
-) -> Pending:
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """The values of a NEW row's INSERT (the other columns keep their defaults)."""
+
+    row_id: UUID
+    enqueued_at: datetime
+    args_kwargs_json: str
+    priority: int
+    task_path: str
+    queue_name: str
+    backend_name: str
+    run_after: datetime | None
+    api: str
+    max_attempts: int = 1
+    time_limit: float | None = None
+    unique_key: str | None = None
+
+    def params(self) -> tuple[list[Any], tuple[str, ...]]:
+        """The INSERT's parameters, and the ``OPTIONAL_COLUMNS`` among them."""
+        params: list[Any] = [
+            self.row_id,
+            _NEW,
+            self.enqueued_at,
+            self.args_kwargs_json,
+            self.priority,
+            self.task_path,
+            self.queue_name,
+            self.backend_name,
+            "[]",
+            self.api,
+            self.max_attempts,
+        ]
+        if self.run_after is None and self.time_limit is None and self.unique_key is None:
+            return params, ()
+        values = {
+            "run_after": self.run_after,
+            "time_limit": self.time_limit,
+            "unique_key": self.unique_key,
+        }
+        optional = tuple(name for name, value in values.items() if value is not None)
+        params.extend(values[name] for name in optional)
+        return params, optional
+
+
+def insert_task(connection: BaseDatabaseWrapper, row: NewRow, *, in_transaction: bool) -> Pending:
     """Send the INSERT of a NEW row; return what waits for it (see ``sender.send``).
 
     ``connection.vendor`` must be one of ``FAST_VENDORS``; ``in_transaction``
@@ -63,54 +92,24 @@ def insert_task(
     transaction's notifications into one.
     """
     using = connection.alias
-    params: list[Any] = [
-        row_id,
-        _NEW,
-        enqueued_at,
-        args_kwargs_json,
-        priority,
-        task_path,
-        queue_name,
-        backend_name,
-        "[]",
-        api,
-        max_attempts,
-    ]
-    optional: tuple[str, ...] = ()
-    if run_after is not None or time_limit is not None or unique_key is not None:
-        values = {"run_after": run_after, "time_limit": time_limit, "unique_key": unique_key}
-        optional = tuple(name for name, value in values.items() if value is not None)
-        params.extend(values[name] for name in optional)
+    params, optional = row.params()
     if connection.vendor != "postgresql":
         sql = statements.insert_sql(using, notify=False, optional=optional)
         return sender.send(connection, sql, statements.adapt_insert(params, optional, connection))
     if not in_transaction:
         sql = statements.insert_sql(using, notify=True, optional=optional)
         return sender.send(connection, sql, params, prepare=True)
-    ready = run_after is None or run_after <= timezone.now()
-    notify = ready and statements.first_in_transaction(connection, (backend_name, queue_name))
+    ready = row.run_after is None or row.run_after <= timezone.now()
+    key = (row.backend_name, row.queue_name)
+    notify = ready and statements.first_in_transaction(connection, key)
     sql = statements.insert_sql(using, notify=notify, optional=optional)
     return sender.send(connection, sql, params)
 
 
 def insert_task_unless_held(
-    connection: BaseDatabaseWrapper,
-    *,
-    in_transaction: bool,
-    row_id: UUID,
-    enqueued_at: datetime,
-    args_kwargs_json: str,
-    priority: int,
-    task_path: str,
-    queue_name: str,
-    backend_name: str,
-    run_after: datetime | None,
-    api: str,
-    max_attempts: int,
-    time_limit: float | None,
-    unique_key: str,
+    connection: BaseDatabaseWrapper, row: NewRow, *, in_transaction: bool
 ) -> bool:
-    """Insert a NEW row with ``unique_key``; return False if a live row holds the key.
+    """Insert a NEW row with a ``unique_key``; return False if a live row holds the key.
 
     One ``INSERT ... ON CONFLICT DO NOTHING`` on the partial unique index: the
     database decides, also between concurrent enqueues (on PostgreSQL, the
@@ -120,22 +119,7 @@ def insert_task_unless_held(
     :func:`insert_task` does; in a transaction every such INSERT may notify,
     since a skipped one notifies no one.
     """
-    params: list[Any] = [
-        row_id,
-        _NEW,
-        enqueued_at,
-        args_kwargs_json,
-        priority,
-        task_path,
-        queue_name,
-        backend_name,
-        "[]",
-        api,
-        max_attempts,
-    ]
-    values = {"run_after": run_after, "time_limit": time_limit, "unique_key": unique_key}
-    optional = tuple(name for name, value in values.items() if value is not None)
-    params.extend(values[name] for name in optional)
+    params, optional = row.params()
     using = connection.alias
     if connection.vendor != "postgresql":
         sql = statements.insert_unless_held_sql(using, notify=False, optional=optional)
@@ -173,6 +157,7 @@ def update_outcome(
 
 
 __all__ = [
+    "NewRow",
     "FAST_VENDORS",
     "NOTIFY_CHANNEL",
     "Pending",
