@@ -34,14 +34,24 @@ ESTIMATE = "estimate"
 AT_LEAST = "at least"
 
 
-@dataclass(frozen=True, slots=True)
-class Tally:
-    """A count as shown: exact, an estimate, or a lower bound ("at least")."""
+class Tally(int):
+    """A count as shown: exact, an estimate, or a lower bound ("at least").
 
-    value: int
-    kind: str = EXACT
+    An int, so templates count with it ({% blocktranslate count %}); its text says
+    which it is ("12", "≈12,345", "10,000+").  Equal to an int only when exact.
+    """
 
+    kind: str
     _ORDER: ClassVar[dict[str, int]] = {EXACT: 0, ESTIMATE: 1, AT_LEAST: 2}
+
+    def __new__(cls, value: int, kind: str = EXACT) -> Tally:
+        tally = super().__new__(cls, value)
+        tally.kind = kind
+        return tally
+
+    @property
+    def value(self) -> int:
+        return int(self)
 
     def __str__(self) -> str:
         if self.kind == EXACT:
@@ -49,27 +59,28 @@ class Tally:
         number = number_format(self.value, force_grouping=True)
         return f"≈{number}" if self.kind == ESTIMATE else f"{number}+"
 
-    def __bool__(self) -> bool:
-        return self.value > 0
+    def __html__(self) -> str:
+        return str(self)
 
-    def __int__(self) -> int:
-        return self.value
+    def __repr__(self) -> str:
+        return f"Tally({self.value}, {self.kind!r})"
 
     def __eq__(self, other: object) -> bool:
-        # An exact tally is its number (templates and callers compare them with ints).
-        if isinstance(other, int):
-            return self.kind == EXACT and self.value == other
         if isinstance(other, Tally):
             return (self.value, self.kind) == (other.value, other.kind)
+        if isinstance(other, int):
+            return self.kind == EXACT and self.value == other
         return NotImplemented
 
-    def __hash__(self) -> int:
-        return hash((self.value, self.kind))
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
 
-    def __add__(self, other: Tally | int) -> Tally:
-        other = other if isinstance(other, Tally) else Tally(other)
-        kind = max(self.kind, other.kind, key=self._ORDER.__getitem__)
-        return Tally(self.value + other.value, kind)
+    __hash__ = int.__hash__
+
+    def __add__(self, other: int) -> Tally:
+        kind = getattr(other, "kind", EXACT)
+        return Tally(self.value + int(other), max(self.kind, kind, key=self._ORDER.__getitem__))
 
     __radd__ = __add__
 
@@ -201,7 +212,7 @@ def count_results(
     """Count ``results`` (default: every row) per status and queue.
 
     Each status is counted, up to ``exact_up_to`` rows, exactly; past that (or
-    when PostgreSQL's statistics of the table already put it past that) it is
+    when PostgreSQL's statistics of the table put it past half of that) it is
     estimated from those statistics, or on other databases shown as a lower
     bound.  A table of at most ``exact_up_to`` rows takes one query.
     """
@@ -223,8 +234,10 @@ def count_results(
 
     estimated = []
     for status in STATUSES:
-        if statistics is not None and statistics.estimate(status=status) > exact_up_to:
-            estimated.append(status)  # plainly too many to count: no rows read
+        if statistics is not None and statistics.estimate(status=status) > exact_up_to // 2:
+            # Many rows: counting them would read thousands of rows (and might only
+            # reach the cap); the estimate reads none.
+            estimated.append(status)
             continue
         groups = _grouped(results.filter(status=status), cap=exact_up_to)
         if sum(g[3] for g in groups) > exact_up_to and statistics is not None:

@@ -120,9 +120,10 @@ class MatchingActionView(DashboardMixin, TemplateView):
         wanted = filters.get("status")
         eligible_rows = rows.filter(status=self.status) if wanted in (None, self.status) else None
         eligible = capped_count(eligible_rows) if eligible_rows is not None else Tally(0)
-        # The others are counted only along an index the filters use: a filter that no
-        # index serves (api, priority...) would have the count read the whole table.
-        if wanted == self.status or not set(filters) <= INDEXED_FILTERS:
+        # The others are counted only along an index the filters use (a filter that no
+        # index serves, api or priority, would have the count read the whole table), and
+        # not when the eligible ones already passed the cap (the page says "more than").
+        if wanted == self.status or not eligible.exact or not set(filters) <= INDEXED_FILTERS:
             others = Tally(0)
         elif wanted is not None:
             others = capped_count(rows)  # all of another status

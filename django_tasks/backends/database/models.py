@@ -248,6 +248,13 @@ class DBTaskResult(models.Model):
             models.Index(fields=["task_path", "enqueued_at"], name="dtdb_task_enqueued_idx"),
             # The dashboard sorted by finished_at, pages read as ranges of it.
             models.Index(fields=["finished_at", "id"], name="dtdb_finished_id_idx"),
+            # The dashboard's "waiting to retry" rows (NEW after a failed attempt), newest
+            # first.  Partial: it holds only those rows, few even in a long backlog.
+            models.Index(
+                fields=["enqueued_at"],
+                condition=Q(status=ResultStatus.NEW) & ~Q(attempts=[]),
+                name="dtdb_retrying_idx",
+            ),
         ]
 
     def __str__(self) -> str:
