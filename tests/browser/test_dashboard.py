@@ -154,14 +154,15 @@ def test_list_rows_follow_a_running_task(
     workers: Workers,
     db_tasks: None,
 ) -> None:
-    later = test_tasks.sleep_task.using(run_after=timezone.now() + timedelta(seconds=4))
-    waiting = later.enqueue(1.5)
     workers.start("--queue-name", "*", "--interval", "0.2")
     log_in(page, live_server, django_user_model)
+    # Opened while nothing runs: the first page polls all the same.
     page.goto(f"{live_server.url}{DASHBOARD}")
-    row = page.locator(f"#dt-row-{waiting.id}")
-    expect(row).to_have_attribute("data-status", "NEW")
     page.evaluate("window.__noReload = true")
+    later = test_tasks.sleep_task.using(run_after=timezone.now() + timedelta(seconds=8))
+    waiting = later.enqueue(1.5)
+    row = page.locator(f"#dt-row-{waiting.id}")
+    expect(row).to_have_attribute("data-status", "NEW", timeout=7_000)
     expect(row).to_have_attribute("data-status", "COMPLETE", timeout=30_000)
     assert page.evaluate("window.__noReload") is True
     expect(page.locator("#dt-rows")).not_to_have_attribute("hx-get", "")
