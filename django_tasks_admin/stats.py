@@ -184,7 +184,8 @@ def _grouped(rows: QuerySet[DBTaskResult], *, cap: int, newest: bool = True) -> 
     planner picks the index of the status filter).  Never a scan of the whole table.
     """
     selected = rows.values_list("backend_name", "queue_name", "status", "run_after")
-    selected = selected.order_by("-enqueued_at", "-pk") if newest else selected.order_by()
+    # Not by pk too: then (status, enqueued_at) serves the order whole, and SQLite takes it.
+    selected = selected.order_by("-enqueued_at") if newest else selected.order_by()
     sql, params = selected[: cap + 1].query.sql_with_params()
     connection = connections[rows.db]
     with connection.cursor() as cursor:
