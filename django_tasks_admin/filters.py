@@ -159,6 +159,8 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
 
     # The oldest enqueued_at a search read back to (None: it read every matching row).
     search_window_start: datetime | None = None
+    # How many of the newest matching rows a search reads.
+    search_window = SEARCH_WINDOW
 
     def search(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """Searched in ``filter_queryset``, after the other filters."""
@@ -176,9 +178,10 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         SEARCH_WINDOW newest rows that the other filters select (a range of the
         enqueued_at index, found with one more query), never the whole table.
         """
+        window = self.search_window
         boundary = list(
             queryset.order_by("-enqueued_at", "-pk").values_list("enqueued_at", flat=True)[
-                SEARCH_WINDOW - 1 : SEARCH_WINDOW
+                window - 1 : window
             ]
         )
         if boundary:
@@ -197,7 +200,7 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
             "Searched the %(n)s newest results that match the other filters (enqueued since "
             "%(since)s): narrow them by task, queue or time to search further back."
         ) % {
-            "n": number_format(SEARCH_WINDOW, force_grouping=True),
+            "n": number_format(self.search_window, force_grouping=True),
             "since": self.search_window_start.strftime("%Y-%m-%d %H:%M"),
         }
 

@@ -6,12 +6,15 @@ import re
 from datetime import timedelta
 from typing import Any
 
+from django.db import connection
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import django_api
+from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
-from django_tasks_admin.filters import ResultFilterSet
+from django_tasks_admin.filters import ResultFilterSet, task_paths
 from django_tasks_admin.list_state import ResultListState
 
 from .utils import DashboardTestCase, make_complete, make_failed, make_row, search, url
@@ -39,6 +42,27 @@ class FilterTests(DashboardTestCase):
         echo = make_row(task_path="tests.tasks.echo")
         make_row(task_path="tests.tasks.noop_task")
         assert self.shown("task=ECHO") == {echo.pk}
+
+    def test_task_path_is_matched_against_the_distinct_paths_then_selected_by_equality(self):
+        sends = [make_row(task_path="shop.tasks.send_email") for _ in range(3)]
+        make_row(task_path="shop.tasks.refund")
+        with CaptureQueriesContext(connection) as queries:
+            rows = ResultFilterSet(data={"task": "EMAIL"}, queryset=DBTaskResult.objects.all()).qs
+            assert {r.pk for r in rows} == {r.pk for r in sends}
+        # One query for the distinct paths (a few index probes each), one for the rows.
+        assert len(queries.captured_queries) == 2
+        assert "IN" in queries.captured_queries[1]["sql"]
+        assert task_paths("default") == ["shop.tasks.refund", "shop.tasks.send_email"]
+
+    def test_a_task_path_that_matches_nothing_reads_no_rows(self):
+        make_row(task_path="shop.tasks.refund")
+        with CaptureQueriesContext(connection) as queries:
+            rows = list(
+                ResultFilterSet(data={"task": "no.such"}, queryset=DBTaskResult.objects.all()).qs
+            )
+        assert rows == []
+        assert len(queries.captured_queries) == 1  # the distinct paths only
+        assert self.shown("task=no.such") == set()
 
     def test_backend(self):
         other = make_row(backend_name="other")
@@ -96,6 +120,30 @@ class FilterTests(DashboardTestCase):
         assert self.shown("q=invoice") == {by_path.pk}
         assert self.shown("q=4711") == {by_args.pk}
         assert self.shown("q=ada@EXAMPLE") == {by_kwargs.pk}
+
+    def test_search_reads_only_the_newest_rows_of_the_other_filters_and_says_so(self):
+        now = timezone.now()
+        rows = [
+            make_row(args_kwargs={"args": [f"order-{i}"], "kwargs": {}}, queue_name="q")
+            for i in range(5)
+        ]
+        for age, row in enumerate(reversed(rows)):  # rows[4] is the newest
+            DBTaskResult.objects.filter(pk=row.pk).update(enqueued_at=now - timedelta(hours=age))
+        make_row(args_kwargs={"args": ["order-x"], "kwargs": {}}, queue_name="other")
+
+        class Narrow(ResultFilterSet):
+            search_window = 3
+
+        everything = DBTaskResult.objects.all()
+        found = Narrow(data={"q": "order", "queue": "q"}, queryset=everything)
+        assert {r.pk for r in found.qs} == {r.pk for r in rows[2:]}
+        assert "Searched the 3 newest results that match the other filters" in found.search_scope
+        # Fewer matching rows than the window: all are searched, and nothing is said.
+        narrower = Narrow(data={"q": "order", "queue": "other"}, queryset=everything)
+        assert len(narrower.qs) == 1 and narrower.search_scope == ""
+        # The page says what the search read.
+        content = self.client.get(url("changelist", query="q=order")).content.decode()
+        assert "Searched the" not in content  # 6 rows: fewer than SEARCH_WINDOW
 
     def test_filters_combine(self):
         hit = make_failed(queue_name="emails")
