@@ -19,7 +19,6 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy as _
 
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
@@ -88,18 +87,6 @@ class Tally(int):
     def exact(self) -> bool:
         return self.kind == EXACT
 
-    @property
-    def title(self) -> str:
-        """What the number means, for a tooltip."""
-        if self.kind == ESTIMATE:
-            return str(_("Estimated from the table's statistics (as of its last ANALYZE)"))
-        if self.kind == AT_LEAST:
-            return str(
-                _("At least this many: counting stops after %(n)s rows")
-                % {"n": number_format(EXACT_UP_TO, force_grouping=True)}
-            )
-        return ""
-
 
 def _zeros() -> dict[str, Tally]:
     return {status: Tally(0) for status in STATUSES}
@@ -152,7 +139,7 @@ class ResultCounts(StatusCounts):
             )
         if AT_LEAST in kinds:
             parts.append(
-                gettext("n+ marks a lower bound: counting stopped after %(n)s rows.")
+                gettext("n+ marks a lower bound: counting stops once it passes %(n)s rows.")
                 % {"n": number_format(EXACT_UP_TO, force_grouping=True)}
             )
         exact = [status for status, tally in self.by_status.items() if tally.exact]
