@@ -187,6 +187,8 @@ def pages() -> list[Page]:
         "cancelled=no": {"cancelled": "no"},
         "retrying=yes": {"retrying": "yes"},
         "priority 5..100": {"priority_min": "5", "priority_max": "100"},
+        # No index of its own and no match: the list reads the whole enqueued_at index.
+        "priority <matches nothing>": {"priority_min": "1000"},
         "enqueued last day": {"enqueued_after": day_ago},
         "enqueued a week ago": {"enqueued_after": week_ago, "enqueued_before": six_days_ago},
         "finished last day": {"finished_after": day_ago},
