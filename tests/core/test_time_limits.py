@@ -23,7 +23,6 @@ from django_tasks.backends.database.worker.watchdog import (
     TASK,
     WATCHDOG,
     TimedRun,
-    TimeLimitInterrupt,
     time_limit_exceeded,
 )
 from tests import time_limit_tasks
@@ -290,21 +289,6 @@ def timed_run(limit: float = 3600) -> TimedRun:
     )
     row = DBTaskResult(task_path="tests.time_limit_tasks.spins", time_limit=limit)
     return TimedRun(group.executors[0], row, limit)
-
-
-def test_the_watchdog_takes_a_run_still_in_its_call_and_interrupts_it() -> None:
-    run = timed_run()
-    run.enter_call()
-    try:
-        with pytest.raises(TimeLimitInterrupt):
-            assert run.expire()
-            for _ in range(10_000_000):  # the interrupt arrives at the loop's next turn
-                pass
-    finally:
-        run.leave_call()
-        run.executor.group.close()
-    assert not run.take(TASK)  # the thread's outcome is not written
-    assert not run.finish()  # not replaced
 
 
 def test_a_run_that_left_its_call_is_recorded_by_its_thread() -> None:
