@@ -12,7 +12,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("django_tasks_database", "0010_worker_memory"),
+        ("django_tasks_database", "0009_worker_memory"),
     ]
 
     operations = [
