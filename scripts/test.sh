@@ -17,6 +17,13 @@
 #                                    -m "not browser" (a -m in PYTEST_ARGS overrides it).
 #                                    "all": every run.  An explicit TEST_ENVS runs them in
 #                                    every selected run.
+#   SLOW_RUNS="py311-dj52:sqlite ..." without TEST_ENVS, the `slow` tests (real worker
+#                                    fleets, reliability, time limits, schedules, the demo) run
+#                                    in these runs only: py311-dj52 on both databases and
+#                                    py313-dj61:postgres (its SQLite run has the browser tests).
+#                                    The other runs check the API and the rest of the suite; the
+#                                    engine the slow tests exercise is the same code.  Keeps CI
+#                                    under 30 minutes.  "all": every run.
 #   PYTEST_ARGS="-x -k worker"       extra pytest arguments (word-split)
 #   PYTEST_TIMEOUT=1200              seconds before one pytest run is interrupted (SIGINT,
 #                                    so pytest prints where it hung), then killed 30 s later
@@ -57,8 +64,10 @@ DEFAULT_RUNS=(py311-dj52:sqlite py311-dj52:postgres py311-dj42:sqlite py312-dj60
 # The default matrix runs the browser tests once, on the newest Django and Python.
 if [[ -z "${TEST_ENVS:-}" ]]; then
     BROWSER_RUNS="${BROWSER_RUNS:-py313-dj61:sqlite}"
+    SLOW_RUNS="${SLOW_RUNS:-py311-dj52:sqlite py311-dj52:postgres py313-dj61:postgres}"
 else
     BROWSER_RUNS="${BROWSER_RUNS:-all}"
+    SLOW_RUNS="${SLOW_RUNS:-all}"
 fi
 PYTEST_TIMEOUT="${PYTEST_TIMEOUT:-1200}"
 FAULTHANDLER_TIMEOUT="${FAULTHANDLER_TIMEOUT:-300}"
@@ -271,9 +280,19 @@ run_pytest() { # venv db
     # Coverage data (parallel files, subprocesses' too) goes to $COV_DIR, combined at the end.
     local runner=("$V/bin/python" -m pytest)
     local marker=() # before PYTEST_ARGS, so that a -m there wins (pytest keeps the last -m)
+    local deselect=()
     if [[ "$BROWSER_RUNS" != all && " ${BROWSER_RUNS//,/ } " != *" $venv:$db "* ]]; then
-        marker=(-m "not browser")
+        deselect+=("not browser")
         echo "(browser tests deselected here; they run in: $BROWSER_RUNS)"
+    fi
+    if [[ "$SLOW_RUNS" != all && " ${SLOW_RUNS//,/ } " != *" $venv:$db "* ]]; then
+        deselect+=("not slow")
+        echo "(slow tests deselected here; they run in: $SLOW_RUNS)"
+    fi
+    if [[ ${#deselect[@]} -gt 0 ]]; then
+        local expression="${deselect[0]}"
+        [[ ${#deselect[@]} -gt 1 ]] && expression="${deselect[0]} and ${deselect[1]}"
+        marker=(-m "$expression")
     fi
     if [[ $COVERAGE == 1 ]]; then
         if "$V/bin/python" -c 'import coverage' 2>/dev/null; then
