@@ -474,3 +474,80 @@ class DBScheduledRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_name} at {self.tick.isoformat()}"
+
+
+class DBQueue(models.Model):
+    """One queue of a backend: whether it is paused, and its finished tasks counted so far.
+
+    Created the first time a queue is paused or rolled up (see ``services.queues``
+    and ``services.rollup``); a queue without a row runs and has counted nothing.
+    """
+
+    backend_name = models.TextField(_("backend name"))
+    name = models.TextField(_("name"))
+    # Workers claim nothing from a paused queue; enqueue still accepts its tasks.
+    paused = models.BooleanField(_("paused"), default=False)
+    # Who paused or resumed it last, and when ("" and None: never).
+    changed_by = models.TextField(_("changed by"), blank=True, default="")
+    changed_at = models.DateTimeField(_("changed at"), null=True, blank=True)
+    # Final outcomes counted by the roll-up since it started: they only grow, so
+    # monitoring can take rates of them (pruning results does not lower them).
+    completed_total = models.BigIntegerField(_("completed in all"), default=0)
+    failed_total = models.BigIntegerField(_("failed in all"), default=0)
+
+    class Meta:
+        verbose_name = _("Queue")
+        verbose_name_plural = _("Queues")
+        ordering = ["backend_name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["backend_name", "name"], name="dtdb_queue_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.backend_name})"
+
+
+class DBQueueMinute(models.Model):
+    """The tasks of one queue that finished in one minute: the roll-up behind the charts.
+
+    ``run_time_buckets`` counts run times (started to finished) per bucket of
+    ``services.rollup.RUN_TIME_BUCKETS``, for medians and percentiles that need no
+    result rows.
+    """
+
+    backend_name = models.TextField(_("backend name"))
+    queue_name = models.TextField(_("queue name"))
+    minute = models.DateTimeField(_("minute"))
+    completed = models.IntegerField(_("completed"), default=0)
+    failed = models.IntegerField(_("failed"), default=0)
+    run_time_buckets = models.JSONField(_("run time buckets"), default=list)
+
+    class Meta:
+        verbose_name = _("Queue minute")
+        verbose_name_plural = _("Queue minutes")
+        ordering = ["backend_name", "minute", "queue_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend_name", "minute", "queue_name"], name="dtdb_queue_minute"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name} at {self.minute.isoformat()}"
+
+
+class DBRollup(models.Model):
+    """How far the roll-up of a backend got: minutes before ``rolled_until`` are counted.
+
+    Workers move it on with a conditional UPDATE, so each minute is counted once.
+    """
+
+    backend_name = models.TextField(_("backend name"), unique=True)
+    rolled_until = models.DateTimeField(_("rolled up until"))
+
+    class Meta:
+        verbose_name = _("Roll-up")
+        verbose_name_plural = _("Roll-ups")
+
+    def __str__(self) -> str:
+        return f"{self.backend_name} until {self.rolled_until.isoformat()}"
