@@ -13,6 +13,8 @@ from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
 from django.utils.formats import number_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWidget
@@ -25,11 +27,14 @@ from django_tasks.task import ResultStatus
 # The query-string parameters of filters an index of the results table serves (with
 # its enqueued_at order): counting what they select never reads the whole table.
 INDEXED_FILTERS = frozenset(
-    {"status", "queue", "task", "enqueued_after", "enqueued_before", "id", "q"}
+    {"status", "queue", "task", "task_path", "enqueued_after", "enqueued_before", "id", "q"}
 )
 
 # A search reads at most this many results: the newest that match the other filters.
 SEARCH_WINDOW = 10_000
+# The exception filter reads at most this many failed results: the newest that match
+# the other filters (no index holds the class, which is inside exception_data).
+EXCEPTION_WINDOW = 10_000
 
 # The distinct task paths, read from the (task_path, enqueued_at) index one value at a
 # time (a "skip scan"): a few index probes per path, however many rows each has.
@@ -92,6 +97,30 @@ class NumberRangeWidget(RangeWidget):  # type: ignore[misc]
         super(RangeWidget, self).__init__(widgets, attrs)
 
 
+class ExceptionClassInput(forms.TextInput):
+    """A text input suggesting the exception classes of the newest failures (a <datalist>).
+
+    The suggestions are read when the input is rendered (the full page), not when
+    the filters only select rows (the htmx fragments, the polls).
+    """
+
+    datalist_id = "dt-exception-classes"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"list": self.datalist_id, **(attrs or {})})
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        from .triage import recent_exception_classes
+
+        options = format_html_join(
+            "", '<option value="{}">', ((c,) for c in recent_exception_classes())
+        )
+        datalist = format_html('<datalist id="{}">{}</datalist>', self.datalist_id, options)
+        return format_html("{}{}", super().render(name, value, attrs, renderer), datalist)
+
+
 class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     q = django_filters.CharFilter(
         label=_("Search"),
@@ -114,6 +143,24 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         widget=forms.TextInput(attrs={"list": "dt-queue-names", "placeholder": _("a,b")}),
     )
     task = django_filters.CharFilter(label=_("Task path"), method="filter_task")
+    task_path = django_filters.CharFilter(
+        label=_("Exact task path"),
+        field_name="task_path",
+        widget=forms.TextInput(attrs={"placeholder": _("myapp.tasks.send_email")}),
+    )
+    exception = django_filters.CharFilter(
+        label=_("Exception class"),
+        method="filter_exception",
+        widget=ExceptionClassInput(
+            attrs={
+                "placeholder": _("myapp.errors.PaymentDeclined"),
+                "title": _(
+                    "The exception's full class path (failed results only); searches the "
+                    "newest failed results that match the other filters."
+                ),
+            }
+        ),
+    )
     backend = django_filters.ChoiceFilter(
         label=_("Backend"),
         field_name="backend_name",
@@ -161,15 +208,51 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     search_window_start: datetime | None = None
     # How many of the newest matching rows a search reads.
     search_window = SEARCH_WINDOW
+    # The same for the exception filter, among failed results.
+    exception_window_start: datetime | None = None
+    exception_window = EXCEPTION_WINDOW
 
     def search(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """Searched in ``filter_queryset``, after the other filters."""
         return queryset
 
+    def filter_exception(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
+        """Matched in ``filter_queryset``, after the other filters."""
+        return queryset
+
     def filter_queryset(self, queryset: QuerySet[DBTaskResult]) -> Any:
         queryset = super().filter_queryset(queryset)
+        exc_type = (self.form.cleaned_data.get("exception") or "").strip()
+        if exc_type:
+            queryset = self.exception_newest(queryset, exc_type)
         value = (self.form.cleaned_data.get("q") or "").strip()
         return self.search_newest(queryset, value) if value else queryset
+
+    @staticmethod
+    def newest(queryset: QuerySet[DBTaskResult], window: int) -> tuple[Any, datetime | None]:
+        """The ``window`` newest rows of ``queryset`` (by enqueued_at), and where they start.
+
+        One query finds the boundary (a range of an enqueued_at index); the rows are
+        then that range (the start is None when ``queryset`` has no more rows than that).
+        """
+        boundary = list(
+            queryset.order_by("-enqueued_at", "-pk").values_list("enqueued_at", flat=True)[
+                window - 1 : window
+            ]
+        )
+        if not boundary:
+            return queryset, None
+        return queryset.filter(enqueued_at__gte=boundary[0]), boundary[0]
+
+    def exception_newest(self, queryset: QuerySet[DBTaskResult], exc_type: str) -> Any:
+        """Failed results whose exception class is ``exc_type``, among the newest failures.
+
+        The class is inside exception_data, which no index holds: the filter reads
+        the EXCEPTION_WINDOW newest failed results that the other filters select.
+        """
+        failed = queryset.filter(status=ResultStatus.FAILED)
+        failed, self.exception_window_start = self.newest(failed, self.exception_window)
+        return failed.filter(exception_data__exc_type=exc_type)
 
     def search_newest(self, queryset: QuerySet[DBTaskResult], value: str) -> Any:
         """Match the task path or the JSON text of the arguments, among the newest rows.
@@ -178,31 +261,39 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         SEARCH_WINDOW newest rows that the other filters select (a range of the
         enqueued_at index, found with one more query), never the whole table.
         """
-        window = self.search_window
-        boundary = list(
-            queryset.order_by("-enqueued_at", "-pk").values_list("enqueued_at", flat=True)[
-                window - 1 : window
-            ]
-        )
-        if boundary:
-            self.search_window_start = boundary[0]
-            queryset = queryset.filter(enqueued_at__gte=boundary[0])
+        queryset, self.search_window_start = self.newest(queryset, self.search_window)
         return queryset.annotate(_args_text=Cast("args_kwargs", TextField())).filter(
             Q(task_path__icontains=value) | Q(_args_text__icontains=value)
         )
 
     @property
     def search_scope(self) -> str:
-        """What the search read, when it did not read every matching row ("" otherwise)."""
-        if self.search_window_start is None:
-            return ""
-        return gettext(
-            "Searched the %(n)s newest results that match the other filters (enqueued since "
-            "%(since)s): narrow them by task, queue or time to search further back."
-        ) % {
-            "n": number_format(self.search_window, force_grouping=True),
-            "since": self.search_window_start.strftime("%Y-%m-%d %H:%M"),
-        }
+        """What the search and the exception filter read, when not every matching row ("" otherwise)."""
+        scopes = []
+        if self.exception_window_start is not None:
+            scopes.append(
+                gettext(
+                    "The exception class was matched among the %(n)s newest failed results "
+                    "that match the other filters (enqueued since %(since)s): narrow them by "
+                    "task, queue or time to look further back."
+                )
+                % {
+                    "n": number_format(self.exception_window, force_grouping=True),
+                    "since": self.exception_window_start.strftime("%Y-%m-%d %H:%M"),
+                }
+            )
+        if self.search_window_start is not None:
+            scopes.append(
+                gettext(
+                    "Searched the %(n)s newest results that match the other filters (enqueued "
+                    "since %(since)s): narrow them by task, queue or time to search further back."
+                )
+                % {
+                    "n": number_format(self.search_window, force_grouping=True),
+                    "since": self.search_window_start.strftime("%Y-%m-%d %H:%M"),
+                }
+            )
+        return " ".join(scopes)
 
     def filter_task(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """Results whose task path contains ``value`` (any case).

@@ -1,4 +1,4 @@
-"""The overview page: counts, workers, recent failures."""
+"""The overview page: counts, workers, recent failures, failure groups."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ from django_tasks_admin.formatting import task_name
 from django_tasks_admin.live import no_change, overview_fingerprint
 from django_tasks_admin.stats import capped_count, count_results
 from django_tasks_admin.tables import LIST_FIELDS
+from django_tasks_admin.triage import failure_groups
 from django_tasks_admin.workers import LOST, worker_states
 
 from .base import DashboardMixin
 
 ORPHANS_COUNTED = 100
+# The failure groups' order: ?groups=count (biggest first) or last_seen (the default).
+GROUP_SORT = "groups"
+GROUP_SORTS = ("last_seen", "count")
 OVERVIEW_REGION = "django_tasks_admin/partials/overview_region.html"
 
 
@@ -42,6 +46,12 @@ class OverviewView(DashboardMixin, TemplateView):
         context = self.get_context_data(overview_fp=current, **kwargs)
         if self.htmx:
             return TemplateResponse(request, OVERVIEW_REGION, context)
+        # Only the full page shows the failure groups: the live region's polls don't read them.
+        sort = request.GET.get(GROUP_SORT, "")
+        context.update(
+            triage=failure_groups(sort=sort if sort in GROUP_SORTS else "last_seen"),
+            group_sort=sort if sort in GROUP_SORTS else "last_seen",
+        )
         return self.render_to_response(context)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
