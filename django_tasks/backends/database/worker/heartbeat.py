@@ -1,4 +1,4 @@
-"""The heartbeat thread: heartbeats, recovery of lost workers' tasks, LISTEN.
+"""The heartbeat thread: heartbeats, recovery of lost workers' tasks, roll-up, LISTEN.
 
 On PostgreSQL with psycopg 3 it LISTENs for enqueue notifications and wakes
 idle executors; a child of ``--processes`` also watches for its parent's exit.
@@ -12,9 +12,11 @@ import threading
 import time
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.utils import timezone
 
 from django_tasks.backends.database import services
+from django_tasks.backends.database.services import rollup
 from django_tasks.backends.database.writes import NOTIFY_CHANNEL
 
 from .db_calls import DatabaseCalls
@@ -49,6 +51,7 @@ class HeartbeatThread(threading.Thread):
         self._listening: Any = None  # the raw connection we LISTEN on
         self._healthy_since: float | None = time.monotonic()
         self._failures = 0
+        self._rolled_up_to: Any = None  # the last minute the roll-up had counted
 
     def stop(self) -> None:
         self._stopping = True
@@ -147,6 +150,7 @@ class HeartbeatThread(threading.Thread):
             # after an outage everyone deserves a chance to heartbeat again.
             if time.monotonic() - self._healthy_since >= options.heartbeat_timeout:
                 self.recover()
+            self.roll_up()
             return True
         except (OperationalError, InterfaceError) as e:
             if "is locked" in str(e):
@@ -173,3 +177,24 @@ class HeartbeatThread(threading.Thread):
             return
         if outcome.workers_removed:
             logger.info("Removed %s lost worker(s)", outcome.workers_removed)
+
+    def roll_up(self) -> None:
+        """Count the minutes that closed since the last roll-up (some worker does it once)."""
+        due = rollup.floor_minute(timezone.now() - rollup.GRACE)
+        if self._rolled_up_to is not None and self._rolled_up_to >= due:
+            return  # checked this minute already: no query until the next one
+        try:
+            # A few minutes per call; catching up (a first start rolls up a day) takes
+            # several calls, within a short budget so the heartbeat is not held up.
+            deadline = time.monotonic() + 0.5
+            while (counted := rollup.roll_up(backend_name=self.options.backend_name)) and (
+                time.monotonic() < deadline
+            ):
+                pass
+            if not counted:
+                self._rolled_up_to = due  # counted already, by us or another worker
+        except DatabaseError as e:
+            # Charts lag until the next heartbeat; the heartbeat itself went through.
+            logger.debug("Roll-up failed, retrying at the next heartbeat: %s", e)
+        except Exception:
+            logger.exception("Rolling up finished tasks failed")
