@@ -156,7 +156,8 @@ def pages() -> list[Page]:
 
     from django_tasks.backends.database.models import DBTaskResult
     from django_tasks_admin.list_state import SORT_KEYS
-    from tests.dashboard.seed import NEEDLE, TASK_PATHS
+    from django_tasks_admin.triage import failure_groups
+    from tests.dashboard.seed import COMMON_EXC_TYPE, NEEDLE, RARE_EXC_TYPE, TASK_PATHS
 
     prefix = "admin:django_tasks_database_dbtaskresult_"
     now = timezone.now()
@@ -167,8 +168,25 @@ def pages() -> list[Page]:
     assert failed is not None
     rows_target = {"HX-Request": "true", "HX-Target": "dt-rows"}
 
+    # The failure groups the overview shows, and the biggest one's list and retry preview.
+    groups = failure_groups(sort="count").groups
+    assert groups, "the seeded table has no failures in the last 24 hours"
     result: list[Page] = [
         Page(name="overview", path=reverse(prefix + "overview")),
+        Page(
+            name="overview (groups by count)", path=reverse(prefix + "overview") + "?groups=count"
+        ),
+        Page(
+            name="overview (htmx region)",
+            path=reverse(prefix + "overview"),
+            headers={"HX-Request": "true"},
+        ),
+        Page(name="results <biggest failure group>", path=f"{list_url()}?{groups[0].query}"),
+        Page(name="results <smallest failure group>", path=f"{list_url()}?{groups[-1].query}"),
+        Page(
+            name="retry this group (preview, biggest)",
+            path=f"{reverse(prefix + 'retry_matching')}?{groups[0].query}",
+        ),
         Page(name="results", path=list_url()),
         Page(name="results (htmx rows)", path=list_url(), headers=rows_target),
     ]
@@ -198,6 +216,12 @@ def pages() -> list[Page]:
         "search <order id> in task": {"q": NEEDLE, "task": TASK_PATHS[3]},
         "search <nothing>": {"q": "no-such-order"},
         "search <task path>": {"q": TASK_PATHS[5]},
+        # The exception filter: a class in a third of the failures, one in a thousand, none.
+        "exception=<common>": {"exception": COMMON_EXC_TYPE},
+        "exception=<rare>": {"exception": RARE_EXC_TYPE},
+        "exception=<matches nothing>": {"exception": "no.such.Error"},
+        "exception=<rare>+task": {"exception": RARE_EXC_TYPE, "task": TASK_PATHS[3]},
+        "task_path=<one path>": {"task_path": TASK_PATHS[3]},
     }
     for name, params in filters.items():
         result.append(Page(name=f"results {name}", path=list_url(**params)))

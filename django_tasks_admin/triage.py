@@ -40,28 +40,29 @@ MESSAGE_CHARS = 500
 # The failed results the exception filter's suggestions are read from (the newest).
 CLASS_SUGGESTION_ROWS = 1_000
 
-# The variable parts of a message, in the order they are replaced.
-_PLACEHOLDERS = [
-    (
-        re.compile(
-            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
-        ),
-        "<uuid>",
-    ),
-    (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
+# The variable parts of a message, each with its placeholder; where several could
+# start at the same character, the first listed wins.
+_PLACEHOLDERS = {
+    "uuid": r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",
+    "str": r"'[^']*'|\"[^\"]*\"",
     # At least 6 hex digits with a digit among them: "7f3c9a1e", "0xdeadbeef", not "facade".
-    (re.compile(r"\b(?:0x[0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,})\b"), "<hex>"),
-    (re.compile(r"[-+]?\d+(?:\.\d+)?"), "<n>"),
-]
+    "hex": r"\b(?:0x[0-9a-fA-F]+|(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{6,})\b",
+    # A sign only where it can't be a separator ("limit -1", not "order-12").
+    "n": r"(?:(?<!\w)[-+])?\d+(?:\.\d+)?",
+}
+# One pass over the message for all of them.
+_VARIABLE = re.compile("|".join(f"(?P<{name}>{regex})" for name, regex in _PLACEHOLDERS.items()))
 _SPACES = re.compile(r"\s+")
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    return f"<{match.lastgroup}>"
 
 
 def message_pattern(message: str) -> str:
     """``message`` with its variable parts replaced by placeholders ("order <n>: declined")."""
     text = _SPACES.sub(" ", message[:MESSAGE_CHARS]).strip()
-    for regex, placeholder in _PLACEHOLDERS:
-        text = regex.sub(placeholder, text)
-    return text
+    return _VARIABLE.sub(_placeholder, text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +146,8 @@ def failure_groups(
     first: dict[tuple[str, str], datetime] = {}
     last: dict[tuple[str, str], datetime] = {}
     patterns: dict[tuple[str, str], Counter[str]] = {}
+    # Many failures repeat a message word for word: each is made a pattern once.
+    pattern_of: dict[str, str] = {}
     for task_path, exc_type, exc_args, finished_at in rows:
         key = (task_path, exc_type or "")
         counts[key] += 1
@@ -152,7 +155,10 @@ def failure_groups(
         last.setdefault(key, finished_at)
         first[key] = finished_at
         message = exception_message(exc_args) if exc_args is not None else ""
-        patterns.setdefault(key, Counter())[message_pattern(message)] += 1
+        pattern = pattern_of.get(message)
+        if pattern is None:
+            pattern = pattern_of[message] = message_pattern(message)
+        patterns.setdefault(key, Counter())[pattern] += 1
     groups = [
         FailureGroup(
             task_path=key[0],

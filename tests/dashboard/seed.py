@@ -1,7 +1,7 @@
 """Fill the results table with many realistic rows, fast (benchmarks/dashboard.py and the plan tests).
 
 The mix the dashboard issue was measured on: 90 % COMPLETE, 5 % FAILED (with a
-traceback), 3 % NEW, 1 % RUNNING (and the last 1 % COMPLETE again), 5 queues,
+traceback; three exception classes, one of them rare), 3 % NEW, 1 % RUNNING (and the last 1 % COMPLETE again), 5 queues,
 20 task paths, enqueued over the last 30 days.  PostgreSQL gets the rows through
 COPY (psycopg 3's ``cursor.copy``), SQLite through ``executemany`` in large
 transactions.  The rows bypass the ORM: tests that need rows made the way
@@ -75,6 +75,21 @@ def _status(r: float) -> str:
     return "COMPLETE"
 
 
+# Exception classes of the failures (the failure triage's groups): a rare one (about
+# one failure in a thousand), a common one, and the rest ValueError.  Chosen by the row's
+# number, so the random values (and every other column) stay what they were.
+RARE_EXC_TYPE = "shop.errors.InventoryDrift"
+COMMON_EXC_TYPE = "shop.errors.PaymentDeclined"
+
+
+def _failure(n: int, order: str) -> tuple[str, str]:
+    if n % 997 == 0:
+        return RARE_EXC_TYPE, f"stock of item {n % 500} is off by {n % 7 + 1}"
+    if n % 3 == 0:
+        return COMMON_EXC_TYPE, f"{order}: card declined (code {n % 50})"
+    return "builtins.ValueError", "payment provider refused the charge"
+
+
 def generate(rows: int, *, seed: int = 14, now: datetime | None = None) -> Iterator[list[Any]]:
     """Yield ``rows`` rows as lists of column values, in ``COLUMNS`` order."""
     rng = random.Random(seed)
@@ -100,9 +115,10 @@ def generate(rows: int, *, seed: int = 14, now: datetime | None = None) -> Itera
         args = {"args": [order, rng.randint(1, 10_000)], "kwargs": {"notify": rng.random() < 0.5}}
         if status == "FAILED":
             cancelled = rng.random() < 0.02
+            exc_type, message = _failure(n, order)
             exception = {
-                "exc_type": CANCELLED_EXC_TYPE if cancelled else "builtins.ValueError",
-                "exc_args": ["cancelled"] if cancelled else ["payment provider refused the charge"],
+                "exc_type": CANCELLED_EXC_TYPE if cancelled else exc_type,
+                "exc_args": ["cancelled"] if cancelled else [message],
                 "exc_traceback": "" if cancelled else _TRACEBACK,
             }
         yield [
