@@ -28,6 +28,7 @@ from django_tasks.backends.database.models import DBTaskResult
 
 from . import views
 from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION, TaskDashboard
+from .views.queues import QueueActionView, QueuesView
 from .views.schedules import ScheduleActionView, SchedulesView
 from .views.workers import WorkersView
 
@@ -147,6 +148,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
                 "schedules",
                 "schedule_action",
                 "workers",
+                "queues",
+                "queue_action",
             )
         }
 
@@ -172,6 +175,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("schedules/", view(SchedulesView), name=name("schedules")),
             path("schedules/action/", view(ScheduleActionView), name=name("schedule_action")),
             path("workers/", view(WorkersView), name=name("workers")),
+            path("queues/", view(QueuesView), name=name("queues")),
+            path("queues/action/", view(QueueActionView), name=name("queue_action")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from django_tasks.backends.database.attempts import Attempt
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
-from django_tasks.backends.database.services import is_cancelled
+from django_tasks.backends.database.services import is_cancelled, paused_queues
 from django_tasks.task import LIVE_STATUSES, ResultStatus
 from django_tasks.utils import exception_message
 
@@ -71,6 +71,7 @@ def result_context(result: DBTaskResult, *, request: HttpRequest, admin: Any) ->
         "first_enqueued_at": first_enqueued if first_enqueued != result.enqueued_at else None,
         "time_limit_text": seconds_text(result.time_limit) if result.time_limit is not None else "",
         "worker": worker,
+        "queue_paused": result.queue_name in paused_queues(result.backend_name),
         "can_retry_this": result.status == ResultStatus.FAILED
         and admin.has_retry_permission(request),
         "can_cancel_this": result.status == ResultStatus.NEW

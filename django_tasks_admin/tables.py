@@ -19,6 +19,7 @@ from django_tables2.utils import AttributeDict, signature
 
 from django_tasks import django_api
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.queues import paused_by_backend
 from django_tasks.task import ResultStatus
 
 from .attempts import is_time_limit, time_limit_label
@@ -183,6 +184,7 @@ class ResultTable(tables.Table):  # type: ignore[misc]
     def __init__(self, *args: Any, detail_url_name: str, **kwargs: Any) -> None:
         self.detail_url_name = detail_url_name
         self._cells: list[Cell] | None = None
+        self._paused: dict[str, frozenset[str]] | None = None
         super().__init__(*args, **kwargs)
         self.rows = ResultRows(data=self.data, table=self)
 
@@ -216,6 +218,14 @@ class ResultTable(tables.Table):  # type: ignore[misc]
             module,
         )
 
+    def render_queue(self, value: str, record: DBTaskResult) -> SafeString:
+        """The queue's name, and a "paused" badge: one query per table, on its first row."""
+        if self._paused is None:
+            self._paused = paused_by_backend()
+        if value in self._paused.get(record.backend_name, ()):
+            return format_html("{}{}", value, paused_badge())
+        return format_html("{}", value)
+
     def render_enqueued(self, value: Any, record: DBTaskResult) -> SafeString:
         html = time_html(value)
         if record.run_after and record.status == "NEW":
@@ -243,6 +253,15 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         if is_time_limit(value):
             return format_html("{} {}", time_limit_label(), html)
         return html
+
+
+def paused_badge() -> SafeString:
+    """The badge beside a paused queue's name, wherever the queue appears."""
+    return format_html(
+        ' <span class="dt-paused" title="{}">{}</span>',
+        _("Workers claim nothing from this queue until it is resumed"),
+        _("paused"),
+    )
 
 
 class _Attrs(SimpleNamespace):

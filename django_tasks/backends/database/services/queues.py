@@ -36,6 +36,7 @@ __all__ = [
     "check_backend",
     "check_queue",
     "database_backends",
+    "paused_by_backend",
     "pause_queue",
     "paused_queues",
     "queue_states",
@@ -146,6 +147,15 @@ def paused_queues(backend_name: str, *, using: str | None = None) -> frozenset[s
     return frozenset(
         rows.filter(backend_name=backend_name, paused=True).values_list("name", flat=True)
     )
+
+
+def paused_by_backend(*, using: str | None = None) -> dict[str, frozenset[str]]:
+    """Every backend's paused queues (backends with none are missing): one query."""
+    found: dict[str, set[str]] = {}
+    rows = DBQueue.objects.using(using or router.db_for_read(DBQueue)).filter(paused=True)
+    for backend_name, name in rows.values_list("backend_name", "name"):
+        found.setdefault(backend_name, set()).add(name)
+    return {backend_name: frozenset(names) for backend_name, names in found.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
