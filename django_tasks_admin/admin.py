@@ -28,6 +28,7 @@ from django_tasks.backends.database.models import DBTaskResult
 
 from . import views
 from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION, TaskDashboard
+from .views.charts import ChartsView
 from .views.queues import QueueActionView, QueuesView
 from .views.schedules import ScheduleActionView, SchedulesView
 from .views.workers import WorkersView
@@ -150,6 +151,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
                 "workers",
                 "queues",
                 "queue_action",
+                "charts",
             )
         }
 
@@ -177,6 +179,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("workers/", view(WorkersView), name=name("workers")),
             path("queues/", view(QueuesView), name=name("queues")),
             path("queues/action/", view(QueueActionView), name=name("queue_action")),
+            path("charts/", view(ChartsView), name=name("charts")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),
