@@ -29,6 +29,7 @@ from django_tasks.backends.database.models import DBTaskResult
 from . import views
 from .models import CANCEL_PERMISSION, PRUNE_PERMISSION, RETRY_PERMISSION, TaskDashboard
 from .views.charts import ChartsView
+from .views.metrics import metrics_view
 from .views.queues import QueueActionView, QueuesView
 from .views.schedules import ScheduleActionView, SchedulesView
 from .views.workers import WorkersView
@@ -152,6 +153,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
                 "queues",
                 "queue_action",
                 "charts",
+                "metrics",
             )
         }
 
@@ -180,6 +182,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):  # type: ignore[typ
             path("queues/", view(QueuesView), name=name("queues")),
             path("queues/action/", view(QueueActionView), name=name("queue_action")),
             path("charts/", view(ChartsView), name=name("charts")),
+            # Not behind admin_view: Prometheus may present a token instead of a login.
+            path("metrics/", metrics_view(self), name=name("metrics")),
             path(
                 "bulk-retries/<uuid:job_id>/",
                 view(views.BulkRetryView),

@@ -22,6 +22,9 @@ DEFAULTS: dict[str, Any] = {
     "BULK_RETRY_BATCH": 500,
     # Failures listed on the overview.
     "RECENT_FAILURES": 10,
+    # The bearer token Prometheus sends to read the metrics endpoint without a login
+    # (None: only logged-in staff who may view task results can read it).
+    "METRICS_TOKEN": None,
     # A traceback frame whose file path contains one of these is a library frame.
     "LIBRARY_PATH_MARKERS": ("/site-packages/", "/dist-packages/", "<frozen "),
 }
