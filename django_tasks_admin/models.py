@@ -14,6 +14,7 @@ RETRY_PERMISSION = "django_tasks_admin.retry_taskresult"
 PRUNE_PERMISSION = "django_tasks_admin.prune_taskresult"
 CANCEL_PERMISSION = "django_tasks_admin.cancel_taskresult"
 SCHEDULES_PERMISSION = "django_tasks_admin.manage_schedules"
+QUEUES_PERMISSION = "django_tasks_admin.pause_queues"
 
 
 class TaskDashboard(DBTaskResult):
@@ -32,6 +33,7 @@ class TaskDashboard(DBTaskResult):
             ("prune_taskresult", _("Can prune task results")),
             ("cancel_taskresult", _("Can cancel waiting task results")),
             ("manage_schedules", _("Can disable, enable and run schedules now")),
+            ("pause_queues", _("Can pause and resume queues")),
         ]
         verbose_name = _("tasks dashboard")
         verbose_name_plural = _("tasks dashboard")
