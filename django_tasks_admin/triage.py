@@ -29,6 +29,8 @@ from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_message
 
+from .formatting import task_name
+
 # The failures the groups are made of: those of the last GROUP_HOURS hours, at most
 # the GROUP_ROWS newest of them.
 GROUP_HOURS = 24
@@ -84,6 +86,10 @@ class FailureGroup:
     @property
     def exc_name(self) -> str:
         return self.exc_type.rpartition(".")[2]
+
+    @property
+    def task_name(self) -> str:
+        return task_name(self.task_path)[0]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
