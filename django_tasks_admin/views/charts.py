@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import router
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
 
-from django_tasks.backends.database.services.queues import database_backends
+from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.queues import (
+    database_backends,
+    queue_names_in_results,
+)
 from django_tasks.backends.database.services.rollup import queue_totals
 from django_tasks_admin.charts import activity_charts
 
@@ -38,9 +43,11 @@ class ChartsView(DashboardMixin, TemplateView):
             allowed = ", ".join(sorted(backends)) or "none configured"
             raise Http404(f"No database backend {backend_name!r}; database backends: {allowed}")
         backend = backends[backend_name]
+        # The queues its settings allow, those the roll-up counted, and those in results.
         queue_names = set(backend.queues) | {
-            name for (alias, name) in queue_totals([backend_name]) if alias == backend_name
+            name for (_alias, name) in queue_totals([backend_name])
         }
+        queue_names |= set(queue_names_in_results(router.db_for_read(DBTaskResult)))
         queue_name = self.request.GET.get("queue") or None
         if queue_name is not None and queue_name not in queue_names:
             allowed = ", ".join(sorted(queue_names)) or "none yet"
