@@ -11,6 +11,7 @@ from django.views.generic import TemplateView
 
 from django_tasks.backends.database import services
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.queues import paused_by_backend
 from django_tasks.backends.database.services.scheduling import failed_schedules
 from django_tasks.utils import exception_message
 from django_tasks_admin import conf
@@ -70,6 +71,12 @@ class OverviewView(DashboardMixin, TemplateView):
             # Up to ORPHANS_COUNTED ("100+" past it): a count of every RUNNING row reads them all.
             orphaned=capped_count(services.orphaned_tasks(), cap=ORPHANS_COUNTED),
             failed_schedules=failed_schedules(),
+            # "backend/queue" of each paused queue (one query of the small queues table).
+            paused_queues={
+                f"{backend}/{queue}"
+                for backend, queues in paused_by_backend().items()
+                for queue in queues
+            },
             **kwargs,
         )
 

@@ -19,6 +19,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.queues import pause_queue
 from django_tasks.task import ResultStatus
 from django_tasks_admin.filters import ResultFilterSet
 from django_tasks_admin.triage import (
@@ -390,3 +391,15 @@ class TriagePlanTests(DashboardTestCase):
                     scans.append((page, sql))
         assert explained > 2 * len(pages), explained
         assert scans == [], "\n\n".join(f"{page}\n{sql}" for page, sql in scans)
+
+
+class OverviewPausedQueueTests(DashboardTestCase):
+    def test_the_overview_marks_a_paused_queue(self):
+        charge(1)
+        value_error()
+        row = re.compile(r'<td><a href="[^"]*queue=default[^"]*">default</a>(.*?)</td>', re.S)
+        content = self.client.get(url("overview")).content.decode()
+        assert "dt-paused" not in search(row.pattern, content, re.S)[1]
+        assert pause_queue(backend_name="default", queue_name="default")
+        content = self.client.get(url("overview")).content.decode()
+        assert ">paused</span>" in search(row.pattern, content, re.S)[1]
