@@ -246,10 +246,16 @@ def test_queue_states_cap_each_count(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(3):
         make_row("emails")
     make_row("emails", run_after=timezone.now() + timedelta(hours=1))
+    for queue in ["emails", "reports", "reports"]:
+        make_row(queue, status=ResultStatus.RUNNING, started_at=timezone.now())
     states = {s.name: s for s in services.queue_states(backend_name="default")}
-    emails = states["emails"]
+    emails, reports = states["emails"], states["reports"]
     assert (emails.waiting, emails.waiting_capped) == (2, True)
     assert (emails.deferred, emails.deferred_capped) == (1, False)
+    # Running rows are read for all queues at once: 3 rows passed the cap of 2,
+    # so every queue's running count is a lower bound.
+    assert emails.running + reports.running == 3
+    assert emails.running_capped and reports.running_capped and states["default"].running_capped
 
 
 def test_queue_states_of_an_unknown_backend_is_refused() -> None:

@@ -162,8 +162,10 @@ def paused_by_backend(*, using: str | None = None) -> dict[str, frozenset[str]]:
 class QueueState:
     """One queue of one database backend, as the Queues page and the command show it.
 
-    Each count stops at ``COUNT_CAP`` + 1 rows: ``*_capped`` says it passed the cap
-    (then ``oldest_ready`` is the oldest of the rows read, so the age is a lower bound).
+    Waiting and deferred are counted per queue up to ``COUNT_CAP`` + 1 rows, running
+    up to that many of all queues together: ``*_capped`` says a count passed the
+    cap, and is then a lower bound (with waiting capped, ``oldest_ready`` is the
+    oldest of the rows read, so the age is a lower bound too).
     """
 
     backend_name: str
@@ -232,7 +234,9 @@ def queue_states(
         pairs += [(alias, name) for name in sorted(names)]
     counts = _counts(using, pairs, now)
     states = []
-    for (alias, name), (waiting, oldest, deferred, running) in zip(pairs, counts, strict=True):
+    for (alias, name), (waiting, oldest, deferred, running, running_capped) in zip(
+        pairs, counts, strict=True
+    ):
         row = rows.get((alias, name))
         states.append(
             QueueState(
@@ -246,8 +250,8 @@ def queue_states(
                 waiting_capped=waiting > COUNT_CAP,
                 deferred=min(deferred, COUNT_CAP),
                 deferred_capped=deferred > COUNT_CAP,
-                running=min(running, COUNT_CAP),
-                running_capped=running > COUNT_CAP,
+                running=running,
+                running_capped=running_capped,
                 oldest_ready=oldest,
                 now=now,
             )
@@ -255,14 +259,19 @@ def queue_states(
     return states
 
 
-Counts = tuple[int, datetime | None, int, int]  # waiting, oldest ready, deferred, running
+# Waiting, oldest ready, deferred, running, running capped.
+Counts = tuple[int, datetime | None, int, int, bool]
+WAITING, DEFERRED, RUNNING = 0, 1, 2
 
 
 def _counts(using: str, pairs: list[tuple[str, str]], now: datetime) -> list[Counts]:
-    """(waiting, oldest ready, deferred, running) of each (backend, queue): one query.
+    """(waiting, oldest ready, deferred, running, running capped) of each (backend, queue).
 
-    Each part reads at most COUNT_CAP + 1 rows of one index range: NEW rows of the
-    backend and queue (the partial claim index), RUNNING ones by status.
+    One query.  Each part reads at most COUNT_CAP + 1 rows: per queue, its waiting
+    and its deferred rows (ranges of the partial claim index, on NEW rows); for
+    all queues together, the RUNNING rows (by status: they are few, and read per
+    queue each would be a range of every row of the queue).  Past the cap the
+    running counts are lower bounds.
     """
     if not pairs:
         return []
@@ -274,27 +283,44 @@ def _counts(using: str, pairs: list[tuple[str, str]], now: datetime) -> list[Cou
         ready_at = rows.annotate(ready_at=Coalesce("run_after", "enqueued_at")).values("ready_at")
         sql, sql_params = ready_at[: COUNT_CAP + 1].query.sql_with_params()
         minimum = "MIN(s.ready_at)" if oldest else "NULL"
-        parts.append(f"SELECT {index}, {kind}, COUNT(*), {minimum} FROM ({sql}) s")
+        parts.append(f"SELECT {index}, {kind}, COUNT(*), {minimum}, NULL, NULL FROM ({sql}) s")
         params.extend(sql_params)
 
     for index, (backend_name, queue_name) in enumerate(pairs):
         queue = results.filter(backend_name=backend_name, queue_name=queue_name)
-        part(index, 0, queue.ready(), oldest=True)
-        part(index, 1, queue.filter(status=ResultStatus.NEW, run_after__gt=now), oldest=False)
-        part(index, 2, queue.filter(status=ResultStatus.RUNNING), oldest=False)
+        part(index, WAITING, queue.ready(), oldest=True)
+        part(
+            index, DEFERRED, queue.filter(status=ResultStatus.NEW, run_after__gt=now), oldest=False
+        )
+    running = results.filter(
+        status=ResultStatus.RUNNING, backend_name__in=sorted({b for b, _ in pairs})
+    ).values("backend_name", "queue_name")
+    sql, sql_params = running[: COUNT_CAP + 1].query.sql_with_params()
+    parts.append(
+        f"SELECT -1, {RUNNING}, COUNT(*), NULL, s.backend_name, s.queue_name FROM ({sql}) s"
+        " GROUP BY s.backend_name, s.queue_name"
+    )
+    params.extend(sql_params)
+
     found: dict[tuple[int, int], tuple[int, Any]] = {}
+    running_found: dict[tuple[str, str], int] = {}
     with connections[using].cursor() as cursor:
         cursor.execute(" UNION ALL ".join(parts), params)
-        for index, kind, n, oldest in cursor.fetchall():
-            found[(int(index), int(kind))] = (int(n), oldest)
+        for index, kind, n, oldest, backend_name, queue_name in cursor.fetchall():
+            if int(kind) == RUNNING:
+                running_found[(backend_name, queue_name)] = int(n)
+            else:
+                found[(int(index), int(kind))] = (int(n), oldest)
+    running_capped = sum(running_found.values()) > COUNT_CAP
     return [
         (
-            found[(i, 0)][0],
-            _datetime(found[(i, 0)][1]),
-            found[(i, 1)][0],
-            found[(i, 2)][0],
+            found[(i, WAITING)][0],
+            _datetime(found[(i, WAITING)][1]),
+            found[(i, DEFERRED)][0],
+            running_found.get(pair, 0),
+            running_capped,
         )
-        for i in range(len(pairs))
+        for i, pair in enumerate(pairs)
     ]
 
 
