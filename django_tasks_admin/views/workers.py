@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView
 
+from django_tasks.backends.database.services.queues import paused_by_backend
 from django_tasks_admin.workers import OK, worker_states
 
 from .base import DashboardMixin
@@ -34,5 +35,11 @@ class WorkersView(DashboardMixin, TemplateView):
         return super().get_context_data(
             workers=states,
             late=sum(1 for s in states if s.state != OK),
+            # "backend:queue" of each paused queue, for the badge beside its name.
+            paused_queues={
+                f"{backend}:{name}"
+                for backend, names in paused_by_backend().items()
+                for name in names
+            },
             **kwargs,
         )

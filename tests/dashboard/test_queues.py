@@ -252,6 +252,21 @@ class PausedBadgeTests(DashboardTestCase):
         other = make_failed(queue_name="default")
         assert 'class="dt-paused"' not in self.client.get(url("change", other.pk)).content.decode()
 
+    def test_workers_page_marks_a_paused_queue_of_a_worker(self):
+        services.register_worker(
+            worker_id=uuid.uuid4(), backend_name="default", queue_names=["emails", XSS], threads=1
+        )
+        services.register_worker(
+            worker_id=uuid.uuid4(), backend_name="other", queue_names=["emails"], threads=1
+        )
+        services.pause_queue(backend_name="default", queue_name="emails")
+        page = self.client.get(url("workers")).content.decode()
+        cells = re.findall(r'<td class="dt-worker-queues">(.*?)</td>', page)
+        paused = ' <span class="dt-paused" title="Workers claim nothing from this queue until it is resumed">paused</span>'
+        assert sorted(cells) == sorted(
+            [f"emails{paused}, &lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;", "emails"]
+        )
+
     def test_worker_claims_skip_what_the_page_paused(self):
         row = make_row(queue_name="emails")
         self.client.post(url("queue_action"), action("emails", "pause"))
