@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode
 
 import django_tables2 as tables
 from django.db.models import Case, QuerySet, TextField, When
@@ -247,9 +248,16 @@ class ResultTable(tables.Table):  # type: ignore[misc]
         return duration_text(record.finished_at - record.started_at)
 
     def render_error(self, value: str, record: DBTaskResult) -> SafeString:
-        """The failure's short class name; its path as the title, "time limit" labelled."""
+        """The failure's short class name (its path as the title), linking to every failure
+        of that class; "time limit" labelled."""
         short = value.rpartition(".")[2] or value
-        html = format_html('<code class="dt-exc-class" title="{}">{}</code>', value, short)
+        html = format_html(
+            '<a class="dt-exc-filter" href="?{}">'
+            '<code class="dt-exc-class" title="{}">{}</code></a>',
+            urlencode({"exception": value}),
+            value,
+            short,
+        )
         if is_time_limit(value):
             return format_html("{} {}", time_limit_label(), html)
         return html

@@ -323,7 +323,8 @@ class ListTests(DashboardTestCase):
             return search(r'<td class="dt-error">(.*?)</td>', list_row(content, pk), re.S)[1]
 
         assert error_cell(failed.pk) == (
-            '<code class="dt-exc-class" title="builtins.ConnectionError">ConnectionError</code>'
+            '<a class="dt-exc-filter" href="?exception=builtins.ConnectionError">'
+            '<code class="dt-exc-class" title="builtins.ConnectionError">ConnectionError</code></a>'
         )
         # Only finished failures: a result waiting to retry has no final error yet.
         assert error_cell(retrying.pk) == ""

@@ -188,6 +188,17 @@ class ExceptionFilterTests(DashboardTestCase):
         assert self.shown("exception=ConnectionError") == set()  # the full path, not a part
         assert self.shown("exception=builtins.ValueError&task=charge") == set()
 
+    def test_the_error_column_links_to_the_failures_of_its_class(self):
+        charges = {charge(i).pk for i in range(2)}
+        value_error()
+        content = self.client.get(url("changelist", query="status=FAILED")).content.decode()
+        link = search(
+            r'<a class="dt-exc-filter" href="(\?exception=builtins.ConnectionError)">'
+            r'<code class="dt-exc-class" title="builtins.ConnectionError">ConnectionError</code>',
+            content,
+        )[1]
+        assert self.shown(link.removeprefix("?")) == charges
+
     def test_implies_failed(self):
         failed = charge(1)
         # A retried row keeps its earlier failure in ``attempts``, but is NEW now.
