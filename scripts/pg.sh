@@ -28,7 +28,8 @@ PG_ROOT="${DJANGO_TASKS_PG_DIR:-/tmp/django-tasks-pg-$PORT}"
 PGDATA_DIR="$PG_ROOT/data"
 LOGFILE="$PG_ROOT/server.log"
 MODEFILE="$PG_ROOT/mode"
-DBNAME="django_tasks"
+# A parallel run sets its own PGDATABASE, so its test database (test_<name>) is its own.
+DBNAME="${PGDATABASE:-django_tasks}"
 # Mode: explicit setting, else the mode last used with this data dir, else durable.
 FAST="${DJANGO_TASKS_PG_FAST:-$(cat "$MODEFILE" 2>/dev/null || echo 0)}"
 
