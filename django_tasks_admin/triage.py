@@ -97,7 +97,7 @@ class Triage:
     """Failure groups, and what they cover."""
 
     groups: list[FailureGroup] = field(default_factory=list)
-    # The failures read (at most ``limit``), and from when.
+    # The failures grouped (at most ``limit``), and from when.
     rows: int = 0
     since: datetime | None = None
     hours: int = GROUP_HOURS
@@ -106,13 +106,27 @@ class Triage:
     capped: bool = False
 
 
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def filter_time(moment: datetime) -> str:
+    """``moment`` as the list's time filters read it: local time, to the minute when whole.
+
+    Whole minutes are what the filter form's datetime-local inputs show and send back,
+    so the form keeps a group's window when it is submitted again.
+    """
+    local = timezone.localtime(moment).replace(tzinfo=None)
+    return local.strftime("%Y-%m-%dT%H:%M") if local == _minute(local) else local.isoformat()
+
+
 def group_query(*, task_path: str, exc_type: str, since: datetime) -> str:
     """The results list's query string selecting the failures of one group."""
     query = QueryDict(mutable=True)
     query["status"] = ResultStatus.FAILED.value
     query["task_path"] = task_path
     query["exception"] = exc_type
-    query["finished_after"] = since.isoformat()
+    query["finished_after"] = filter_time(since)
     return query.urlencode()
 
 
@@ -131,7 +145,8 @@ def failure_groups(
     """
     now = now or timezone.now()
     using = using or router.db_for_read(DBTaskResult)
-    since = now - timedelta(hours=hours)
+    # From a whole minute: the list's filter form can then show the window's start.
+    since = _minute(now - timedelta(hours=hours))
     rows = list(
         DBTaskResult.objects.using(using)
         .filter(status=ResultStatus.FAILED, finished_at__gte=since)
@@ -146,8 +161,14 @@ def failure_groups(
     capped = len(rows) > limit
     if capped:
         rows = rows[:limit]
-        # The window starts at the oldest failure read: the groups' links select from there.
-        since = rows[-1][3]
+        # The window then starts at the first whole minute after the oldest failure read:
+        # every failure since was read, and the groups' links select from there.
+        start = _minute(rows[-1][3]) + timedelta(minutes=1)
+        kept = [row for row in rows if row[3] >= start]
+        if kept:
+            rows, since = kept, start
+        else:  # one minute held more than ``limit`` failures: from the oldest read
+            since = rows[-1][3]
     counts: Counter[tuple[str, str]] = Counter()
     first: dict[tuple[str, str], datetime] = {}
     last: dict[tuple[str, str], datetime] = {}

@@ -76,6 +76,18 @@ def test_overview_groups_failures_and_links_to_them_then_retries_one_group(
         expect(page.locator(f"#dt-row-{result_id}")).to_have_attribute("data-status", "FAILED")
     expect(page.locator("#id_exception")).to_have_value("builtins.RuntimeError")
     expect(page.locator("#id_task_path")).to_have_value(BROKEN)
+    # The form shows the group's window, so submitting it again keeps the same rows.
+    since = page.locator("input[name=finished_after]").input_value()
+    assert since, "the window's start is not in the filter form"
+    page.evaluate(
+        "window.__swapped = false;"
+        " document.body.addEventListener('htmx:afterSwap', () => { window.__swapped = true; })"
+    )
+    page.click(".dt-filters button[type=submit]")
+    page.wait_for_function("window.__swapped === true")
+    assert "finished_after=" in page.url
+    expect(rows).to_have_count(3)
+    assert page.locator("input[name=finished_after]").input_value() == since
 
     # Retry the flaky group: the "retry all matching" preview, then the POST; it recovers.
     page.goto(f"{live_server.url}{DASHBOARD}overview/")

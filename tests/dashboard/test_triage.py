@@ -7,7 +7,7 @@ import json
 import re
 import tempfile
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import skipUnless
@@ -16,7 +16,9 @@ from urllib.parse import urlencode
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connection
+from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.backends.database.services.queues import pause_queue
@@ -77,6 +79,17 @@ def age(row: DBTaskResult, **delta: float) -> DBTaskResult:
         finished_at=row.finished_at - shift if row.finished_at else None,
     )
     return DBTaskResult.objects.get(pk=row.pk)
+
+
+def html_text(response: Any) -> str:
+    return str(response.content.decode())
+
+
+def finish(row: DBTaskResult, finished_at: datetime) -> None:
+    """Set when a failed row finished (and started, a second before)."""
+    DBTaskResult.objects.filter(pk=row.pk).update(
+        started_at=finished_at - timedelta(seconds=1), finished_at=finished_at
+    )
 
 
 class MessagePatternTests(DashboardTestCase):
@@ -142,14 +155,33 @@ class FailureGroupTests(DashboardTestCase):
         ]
 
     def test_reads_only_the_window_and_says_how_far_it_reaches(self):
+        now = timezone.now()
         age(charge(1), hours=25)  # outside the last 24 hours
         recent = [charge(i) for i in range(2, 5)]
-        triage = failure_groups()
+        triage = failure_groups(now=now)
         assert triage.rows == 3 and triage.groups[0].count == 3 and not triage.capped
-        # Capped: only the newest ``limit`` failures are read; the window starts at the oldest.
-        capped = failure_groups(limit=2)
-        assert capped.capped and capped.rows == 2 and capped.groups[0].count == 2
-        assert capped.since == recent[1].finished_at
+        # From the whole minute 24 hours ago, as the list's filter form can show it.
+        assert triage.since == (now - timedelta(hours=24)).replace(second=0, microsecond=0)
+        # Capped: only the newest ``limit`` failures are read, and grouped from the first
+        # whole minute after the oldest one read (every failure since then was read).
+        minute = now.replace(second=0, microsecond=0)
+        for row, finished in zip(
+            recent,
+            [minute - timedelta(seconds=110), minute - timedelta(seconds=50), minute],
+            strict=True,
+        ):
+            finish(row, finished)
+        capped = failure_groups(limit=2, now=now)  # reads recent[2] and recent[1]
+        assert capped.capped and capped.since == minute
+        assert capped.rows == 1 and capped.groups[0].count == 1
+        assert capped.groups[0].first_seen == capped.groups[0].last_seen == minute
+        capped = failure_groups(limit=3, now=now)  # reads all three: not capped
+        assert not capped.capped and capped.rows == 3
+        # More than ``limit`` failures in one minute: from the oldest one read.
+        finish(recent[0], minute + timedelta(seconds=1))
+        finish(recent[1], minute + timedelta(seconds=2))
+        busy = failure_groups(limit=2, now=now + timedelta(seconds=5))
+        assert busy.capped and busy.rows == 2 and busy.since == minute + timedelta(seconds=1)
 
     def test_reads_in_one_query_without_tracebacks(self):
         for i in range(3):
@@ -287,6 +319,13 @@ class OverviewGroupTests(DashboardTestCase):
         link = html.unescape(search(r'class="dt-triage-list" href="([^"]+)"', card)[1])
         response = self.client.get(link)
         assert {row.pk for row in response.context["table"].page.rows} == group_rows
+        # The filter form shows the window's start, so submitting it again keeps it.
+        since = QueryDict(link.partition("?")[2])["finished_after"]
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", since), since
+        search(
+            rf'<input type="datetime-local" name="finished_after" value="{since}"',
+            html_text(response),
+        )
 
     def test_retry_this_group_previews_then_retries_exactly_the_group(self):
         group_rows = {charge(i).pk for i in range(3)}
