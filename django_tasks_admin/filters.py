@@ -8,6 +8,7 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.core.validators import RegexValidator
 from django.db import connections
 from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
@@ -151,6 +152,15 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     exception = django_filters.CharFilter(
         label=_("Exception class"),
         method="filter_exception",
+        validators=[
+            RegexValidator(
+                r"^\s*[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+\s*$",
+                message=_(
+                    "Enter the exception's full class path (module, then class), such as "
+                    "builtins.ValueError or myapp.errors.PaymentDeclined."
+                ),
+            )
+        ],
         widget=ExceptionClassInput(
             attrs={
                 "placeholder": _("myapp.errors.PaymentDeclined"),

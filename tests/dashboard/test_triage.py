@@ -217,7 +217,13 @@ class ExceptionFilterTests(DashboardTestCase):
         complete()
         assert self.shown("exception=builtins.ConnectionError") == charges
         assert self.shown("exception=builtins.ValueError") == errors
-        assert self.shown("exception=ConnectionError") == set()  # the full path, not a part
+        assert self.shown("exception=builtins.Connection") == set()  # the exact path
+        # Not a class path: the form says what it takes.
+        response = self.client.get(url("changelist", query="exception=ConnectionError"))
+        assert list(response.context["table"].page.rows) == []
+        assert "Enter the exception&#x27;s full class path (module, then class)" in html_text(
+            response
+        )
         assert self.shown("exception=builtins.ValueError&task=charge") == set()
 
     def test_the_error_column_links_to_the_failures_of_its_class(self):
