@@ -18,18 +18,22 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
 
-from django.db import router
+from django.db import connections, router
 from django.db.models import QuerySet
 from django.db.models.fields.json import KT, KeyTransform
 from django.http import QueryDict
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from django_tasks.backends.database.models import DBTaskResult
 from django_tasks.task import ResultStatus
 from django_tasks.utils import exception_message
 
 from .formatting import task_name
+from .live import fingerprint
 
 # The failures the groups are made of: those of the last GROUP_HOURS hours, at most
 # the GROUP_ROWS newest of them.
@@ -104,6 +108,8 @@ class Triage:
     limit: int = GROUP_ROWS
     # True when the window held more than ``limit`` failures: only the newest were read.
     capped: bool = False
+    # What triage_fingerprint() answers while the groups stay the same.
+    fingerprint: str = ""
 
 
 def _minute(moment: datetime) -> datetime:
@@ -158,6 +164,7 @@ def failure_groups(
             "finished_at",
         )[: limit + 1]
     )
+    window_fp = _window_fingerprint(since, rows[0][3] if rows else None, len(rows))
     capped = len(rows) > limit
     if capped:
         rows = rows[:limit]
@@ -204,8 +211,55 @@ def failure_groups(
     else:
         groups.sort(key=lambda g: (-g.last_seen.timestamp(), -g.count))
     return Triage(
-        groups=groups, rows=len(rows), since=since, hours=hours, limit=limit, capped=capped
+        groups=groups,
+        rows=len(rows),
+        since=since,
+        hours=hours,
+        limit=limit,
+        capped=capped,
+        fingerprint=window_fp,
     )
+
+
+def _window_fingerprint(window_start: datetime, newest: Any, count: int) -> str:
+    """The groups' fingerprint: the window, its newest failure, how many it holds (capped)."""
+    if isinstance(newest, str):  # SQLite's raw text of a UTC time
+        parsed = parse_datetime(newest)
+        newest = parsed.replace(tzinfo=dt_timezone.utc) if parsed else None
+    stamp = newest.timestamp() if isinstance(newest, datetime) else None
+    return fingerprint((window_start.timestamp(), stamp, count))
+
+
+def triage_fingerprint(
+    *,
+    hours: int = GROUP_HOURS,
+    limit: int = GROUP_ROWS,
+    now: datetime | None = None,
+    using: str | None = None,
+) -> str:
+    """What changes whenever the groups would, in one statement of two index probes.
+
+    The window's newest failure (a new failure) and its number of failures, counted
+    up to ``limit`` + 1 (a retry, a prune, a failure leaving the window), and the
+    window's start (a new minute).  ``failure_groups`` gives the same from its rows.
+    """
+    now = now or timezone.now()
+    using = using or router.db_for_read(DBTaskResult)
+    window_start = _minute(now - timedelta(hours=hours))
+    window = DBTaskResult.objects.using(using).filter(
+        status=ResultStatus.FAILED, finished_at__gte=window_start
+    )
+    newest = window.order_by("-finished_at").values("finished_at")[:1]
+    capped = window.order_by("-finished_at").values("pk")[: limit + 1]
+    newest_sql, newest_params = newest.query.get_compiler(using=using).as_sql()
+    capped_sql, capped_params = capped.query.get_compiler(using=using).as_sql()
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT ({newest_sql}), (SELECT COUNT(*) FROM ({capped_sql}) w)",
+            [*newest_params, *capped_params],
+        )
+        row = cursor.fetchone()
+    return _window_fingerprint(window_start, row[0], int(row[1]))
 
 
 def recent_exception_classes(

@@ -20,7 +20,7 @@ from django_tasks_admin.formatting import task_name
 from django_tasks_admin.live import no_change, overview_fingerprint
 from django_tasks_admin.stats import capped_count, count_results
 from django_tasks_admin.tables import LIST_FIELDS
-from django_tasks_admin.triage import failure_groups
+from django_tasks_admin.triage import failure_groups, triage_fingerprint
 from django_tasks_admin.workers import LOST, worker_states
 
 from .base import DashboardMixin
@@ -30,6 +30,10 @@ ORPHANS_COUNTED = 100
 GROUP_SORT = "groups"
 GROUP_SORTS = ("last_seen", "count")
 OVERVIEW_REGION = "django_tasks_admin/partials/overview_region.html"
+# The failure groups poll on their own (their query costs more than the overview's).
+TRIAGE_REGION = "django_tasks_admin/partials/triage_region.html"
+TRIAGE_ID = "dt-triage"
+TRIAGE_FP = "tfp"
 
 
 class OverviewView(DashboardMixin, TemplateView):
@@ -40,6 +44,8 @@ class OverviewView(DashboardMixin, TemplateView):
     tab = "overview"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if self.htmx.target == TRIAGE_ID:
+            return self.triage_region(request)
         # Read before the page's queries: a change in between shows at the next poll.
         current = overview_fingerprint()
         if self.htmx and request.GET.get("fp") == current:
@@ -47,13 +53,21 @@ class OverviewView(DashboardMixin, TemplateView):
         context = self.get_context_data(overview_fp=current, **kwargs)
         if self.htmx:
             return TemplateResponse(request, OVERVIEW_REGION, context)
-        # Only the full page shows the failure groups: the live region's polls don't read them.
-        sort = request.GET.get(GROUP_SORT, "")
-        context.update(
-            triage=failure_groups(sort=sort if sort in GROUP_SORTS else "last_seen"),
-            group_sort=sort if sort in GROUP_SORTS else "last_seen",
-        )
+        context.update(self.triage_context())
         return self.render_to_response(context)
+
+    def triage_context(self) -> dict[str, Any]:
+        """The failure groups, and their fingerprint (from the same read)."""
+        sort = self.request.GET.get(GROUP_SORT, "")
+        sort = sort if sort in GROUP_SORTS else "last_seen"
+        return {"triage": failure_groups(sort=sort), "group_sort": sort}
+
+    def triage_region(self, request: HttpRequest) -> HttpResponse:
+        """The failure groups' own poll: 204 while their fingerprint holds (one query)."""
+        if request.GET.get(TRIAGE_FP) == triage_fingerprint():
+            return no_change()
+        context = DashboardMixin.get_context_data(self, **self.triage_context())
+        return TemplateResponse(request, TRIAGE_REGION, context)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         failures = (

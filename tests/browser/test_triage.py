@@ -107,8 +107,14 @@ def test_overview_groups_failures_and_links_to_them_then_retries_one_group(
         DBTaskResult.objects.filter(status=ResultStatus.FAILED).values_list("pk", flat=True)
     ) == {DBTaskResult.objects.get(pk=b).pk for b in broken}
 
-    # On a phone: the page does not scroll sideways (the table scrolls in its box).
+    # Live: a new failure joins its group without a reload.
     page.goto(f"{live_server.url}{DASHBOARD}overview/")
-    page.set_viewport_size({"width": 390, "height": 844})
     expect(groups).to_have_count(1)
+    page.evaluate("window.__noReload = true")
+    browser_tasks.broken.enqueue(14)
+    expect(group.locator(".dt-triage-link")).to_have_text("4", timeout=30_000)
+    assert page.evaluate("window.__noReload") is True
+
+    # On a phone: the page does not scroll sideways (the table scrolls in its box).
+    page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 390

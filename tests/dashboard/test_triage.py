@@ -403,6 +403,44 @@ class OverviewGroupTests(DashboardTestCase):
         assert "dt-triage" not in response.content.decode()
         assert not any("exc_args" in q["sql"] for q in queries.captured_queries)
 
+    def triage_poll(self, content: str) -> str:
+        return html.unescape(search(r'id="dt-triage" hx-get="([^"]+)"', content)[1])
+
+    def test_the_groups_poll_answers_204_with_one_query_until_they_change(self):
+        charge(1)
+        poll = self.triage_poll(self.overview())
+        self.htmx(poll, "dt-triage")  # warm (session, user, permissions)
+        with CaptureQueriesContext(connection) as queries:
+            response = self.htmx(poll, "dt-triage")
+        assert response.status_code == 204
+        ours = [q for q in queries.captured_queries if TABLE in q["sql"]]
+        assert len(ours) == 1, ours
+        # A new failure: the poll answers the groups' region, and it shows it.
+        value_error()
+        response = self.htmx(poll, "dt-triage")
+        assert response.status_code == 200
+        content = response.content.decode()
+        assert "<html" not in content and content.lstrip().startswith("<section")
+        assert len(self.group_rows(content)) == 2
+        # Its own poll URL holds the new fingerprint: 204 again.
+        assert self.htmx(self.triage_poll(content), "dt-triage").status_code == 204
+
+    def test_the_groups_poll_follows_a_retry(self):
+        failed = charge(1)
+        value_error()
+        poll = self.triage_poll(self.overview())
+        assert self.htmx(poll, "dt-triage").status_code == 204
+        self.client.post(url("retry_matching", query="exception=builtins.ConnectionError"))
+        assert DBTaskResult.objects.get(pk=failed.pk).status == ResultStatus.NEW
+        response = self.htmx(poll, "dt-triage")
+        assert response.status_code == 200
+        assert len(self.group_rows(response.content.decode())) == 1
+
+    def test_the_groups_poll_keeps_the_sort(self):
+        charge(1)
+        content = self.overview("groups=count")
+        assert "groups=count" in self.triage_poll(content)
+
     def test_no_failures(self):
         complete()
         assert "No failures in this window." in self.overview()
@@ -429,11 +467,15 @@ class TriagePlanTests(DashboardTestCase):
         pages = [url("overview"), url("overview", query="groups=count")]
         for query in queries:
             pages += [url("changelist", query=query), url("retry_matching", query=query)]
+        # The groups' poll: re-rendered (a stale fingerprint), then 204 (the current one).
+        fresh = failure_groups().fingerprint
+        polls = [url("overview", query="tfp=stale"), url("overview", query=f"tfp={fresh}")]
         explained, scans = 0, []
-        for page in pages:
+        for page in pages + polls:
+            headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-triage"}
             with CaptureQueriesContext(connection) as captured:
-                response = self.client.get(page)
-            assert response.status_code == 200, page
+                response = self.client.get(page, **(headers if page in polls else {}))
+            assert response.status_code == (204 if page == polls[1] else 200), page
             for captured_query in captured.captured_queries:
                 sql = captured_query["sql"]
                 if TABLE not in sql or not sql.lstrip().upper().startswith(("SELECT", "WITH")):
