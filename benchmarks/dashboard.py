@@ -181,6 +181,16 @@ def pages() -> list[Page]:
             path=reverse(prefix + "overview"),
             headers={"HX-Request": "true"},
         ),
+        Page(
+            name="overview groups poll (changed)",
+            path=reverse(prefix + "overview") + "?tfp=stale",
+            headers={"HX-Request": "true", "HX-Target": "dt-triage"},
+        ),
+        Page(
+            name="overview groups poll (idle: 204)",
+            path=reverse(prefix + "overview") + f"?tfp={failure_groups().fingerprint}",
+            headers={"HX-Request": "true", "HX-Target": "dt-triage"},
+        ),
         Page(name="results <biggest failure group>", path=f"{list_url()}?{groups[0].query}"),
         Page(name="results <smallest failure group>", path=f"{list_url()}?{groups[-1].query}"),
         Page(
