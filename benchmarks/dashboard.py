@@ -104,6 +104,26 @@ def prepare(rows: int, *, reseed: bool) -> None:
     print(f"Seeded {rows} rows in {time.perf_counter() - started:.1f}s on {connection.vendor}.")
 
 
+def roll_up() -> None:
+    """Count the seeded day's finished tasks per minute, as running workers would have."""
+    from django_tasks.backends.database.models import DBQueue, DBQueueMinute, DBRollup
+    from django_tasks.backends.database.services import rollup
+
+    started = time.perf_counter()
+    # A fresh start each run, so the roll-up's cost is measured on the rows as they are.
+    for model in (DBQueueMinute, DBRollup, DBQueue):
+        model.objects.filter(backend_name="default").delete()
+    calls = minutes = 0
+    while counted := rollup.roll_up(backend_name="default"):
+        calls += 1
+        minutes += counted
+    seconds = time.perf_counter() - started
+    print(
+        f"Rolled up {minutes} minutes in {calls} calls, {seconds:.2f}s"
+        f" ({1000 * seconds / max(calls, 1):.1f} ms per call of up to {rollup.MAX_MINUTES})."
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Page:
     name: str
@@ -167,6 +187,7 @@ def pages() -> list[Page]:
     failed = DBTaskResult.objects.filter(status="FAILED").order_by("-finished_at").first()
     assert failed is not None
     rows_target = {"HX-Request": "true", "HX-Target": "dt-rows"}
+    htmx = {"HX-Request": "true"}
 
     # The failure groups the overview shows, and the biggest one's list and retry preview.
     groups = failure_groups(sort="count").groups
@@ -279,6 +300,12 @@ def pages() -> list[Page]:
             name="cancel all matching: NEW",
             path=reverse(prefix + "cancel_matching") + "?status=NEW",
         ),
+        Page(name="queues", path=reverse(prefix + "queues")),
+        Page(name="queues (htmx region)", path=reverse(prefix + "queues"), headers=htmx),
+        Page(name="charts", path=reverse(prefix + "charts")),
+        Page(name="charts: one queue", path=reverse(prefix + "charts") + "?queue=emails"),
+        Page(name="charts (htmx region)", path=reverse(prefix + "charts"), headers=htmx),
+        Page(name="metrics (Prometheus)", path=reverse(prefix + "metrics")),
         Page(name="prune form", path=reverse(prefix + "prune")),
         Page(
             name="prune dry run (14 d, *)",
@@ -375,6 +402,7 @@ def main() -> None:
     from django.test import Client
 
     prepare(args.rows, reseed=args.reseed)
+    roll_up()
     user = User.objects.filter(username="bench").first() or User.objects.create_superuser(
         "bench", "bench@example.com", "bench"
     )
