@@ -9,7 +9,6 @@ from typing import Any
 import django_filters
 from django import forms
 from django.core.validators import RegexValidator
-from django.db import connections
 from django.db.models import Q, QuerySet, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Coalesce
@@ -23,6 +22,7 @@ from django_filters.widgets import DateRangeWidget, RangeWidget, SuffixedMultiWi
 from django_tasks import get_tasks_setting
 from django_tasks.backends.database.models import API_CHOICES, DBTaskResult
 from django_tasks.backends.database.services import CANCELLED_EXC_TYPE
+from django_tasks.backends.database.services.selection import distinct_values
 from django_tasks.task import ResultStatus
 
 # The query-string parameters of filters an index of the results table serves (with
@@ -37,28 +37,12 @@ SEARCH_WINDOW = 10_000
 # the other filters (no index holds the class, which is inside exception_data).
 EXCEPTION_WINDOW = 10_000
 
-# The distinct task paths, read from the (task_path, enqueued_at) index one value at a
-# time (a "skip scan"): a few index probes per path, however many rows each has.
-_TASK_PATHS_SQL = """
-WITH RECURSIVE paths(path) AS (
-    SELECT MIN(task_path) FROM {table}
-    UNION ALL
-    SELECT (SELECT MIN(task_path) FROM {table} WHERE task_path > paths.path)
-    FROM paths WHERE paths.path IS NOT NULL
-)
-SELECT path FROM paths WHERE path IS NOT NULL LIMIT %s
-"""
 MAX_TASK_PATHS = 10_000
 
 
 def task_paths(using: str) -> list[str]:
     """The task paths of the results table (at most MAX_TASK_PATHS), in one query."""
-    sql = _TASK_PATHS_SQL.format(
-        table=connections[using].ops.quote_name(DBTaskResult._meta.db_table)
-    )
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, [MAX_TASK_PATHS])
-        return [path for (path,) in cursor.fetchall()]
+    return distinct_values("task_path", using=using, limit=MAX_TASK_PATHS)
 
 
 def database_backend_choices() -> list[tuple[str, str]]:

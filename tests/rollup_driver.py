@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
-from tests.schedule_driver import barrier
+from tests.schedule_driver import barrier, until_unlocked
 
 
 def main(start: str, minutes: str, barrier_dir: str, processes: str) -> None:
     import django
 
     django.setup()
-    from django.db import OperationalError
-
     from django_tasks.backends.database.services import rollup
 
     base = datetime.fromisoformat(start)
@@ -28,13 +27,7 @@ def main(start: str, minutes: str, barrier_dir: str, processes: str) -> None:
     for minute in range(1, int(minutes) + 1):
         barrier(directory, minute, int(processes))
         now = base + timedelta(minutes=minute) + rollup.GRACE
-        while True:
-            try:
-                rollup.roll_up(backend_name="default", now=now, max_minutes=1)
-                break
-            except OperationalError as e:  # SQLite busy beyond its timeout: try again
-                if "is locked" not in str(e):
-                    raise
+        until_unlocked(partial(rollup.roll_up, backend_name="default", now=now, max_minutes=1))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 
@@ -23,12 +25,23 @@ def barrier(directory: Path, step: int, processes: int) -> None:
         time.sleep(0.001)
 
 
+def until_unlocked(call: Callable[[], object]) -> None:
+    """Call ``call`` until SQLite stops answering "database is locked" (beyond its timeout)."""
+    from django.db import OperationalError
+
+    while True:
+        try:
+            call()
+            return
+        except OperationalError as e:
+            if "is locked" not in str(e):
+                raise
+
+
 def main(start: str, minutes: str, barrier_dir: str, processes: str) -> None:
     import django
 
     django.setup()
-    from django.db import OperationalError
-
     from django_tasks.backends.database.services import scheduling
 
     base = datetime.fromisoformat(start)
@@ -38,13 +51,7 @@ def main(start: str, minutes: str, barrier_dir: str, processes: str) -> None:
         barrier(directory, minute, int(processes))
         # Up to a second past the tick, differing per process, as real clocks do.
         now = base + timedelta(minutes=minute, seconds=rng.uniform(0, 1))
-        while True:
-            try:
-                scheduling.enqueue_due(backend_name="default", now=now)
-                break
-            except OperationalError as e:  # SQLite busy beyond its timeout: try again
-                if "is locked" not in str(e):
-                    raise
+        until_unlocked(partial(scheduling.enqueue_due, backend_name="default", now=now))
 
 
 if __name__ == "__main__":

@@ -20,17 +20,36 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks.backends.database.models import DBTaskResult
+from django_tasks.backends.database.services.queues import pause_queue
 from django_tasks.task import ResultStatus
 from django_tasks_admin.list_state import SORT_KEYS
 from django_tasks_admin.stats import ESTIMATE
+from django_tasks_admin.triage import failure_groups
 
-from .seed import NEEDLE, TASK_PATHS, seed_results
+from .seed import COMMON_EXC_TYPE, NEEDLE, RARE_EXC_TYPE, TASK_PATHS, seed_results
 from .utils import DashboardTestCase, url
 
 pytestmark = pytest.mark.slow
 
 ROWS = 100_000
 TABLE = DBTaskResult._meta.db_table
+
+
+def plans_scanning_results(queries: Any) -> tuple[int, list[str]]:
+    """EXPLAIN each captured SELECT on the results table: how many, and those that seq-scan it."""
+    explained, scans = 0, []
+    for query in queries.captured_queries:
+        sql = query["sql"]
+        if TABLE not in sql or not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
+            (plan,) = cursor.fetchone()
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        explained += 1
+        if TABLE in scanned_tables(plan[0]["Plan"]):
+            scans.append(sql)
+    return explained, scans
 
 
 def scanned_tables(plan: dict[str, Any]) -> list[str]:
@@ -131,19 +150,62 @@ class NoSequentialScanTests(DashboardTestCase):
             poll = (response.context or {}).get("poll_url")
             if poll and not headers:  # the list's idle poll (204) too
                 requests.append((poll, rows))
-            for query in queries.captured_queries:
-                sql = query["sql"]
-                if TABLE not in sql or not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-                    continue
-                with connection.cursor() as cursor:
-                    cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
-                    (plan,) = cursor.fetchone()
-                plan = json.loads(plan) if isinstance(plan, str) else plan
-                explained += 1
-                if TABLE in scanned_tables(plan[0]["Plan"]):
-                    scans.append((page, sql))
+            count, scanning = plans_scanning_results(queries)
+            explained += count
+            scans += [(page, sql) for sql in scanning]
         assert explained > 2 * len(pages), explained
         assert len(requests) > 2 * len(pages)  # the polls were requested
+        assert scans == [], "\n\n".join(f"{page}\n{sql}" for page, sql in scans)
+
+    def test_no_query_of_the_queues_page_plans_a_sequential_scan(self):
+        pause_queue(backend_name="default", queue_name="emails")
+        explained, scans = 0, []
+        htmx: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-queues"}
+        # The Queues page, its poll, and the Charts and metrics pages that read the
+        # same counts (the roll-up never ran: its tail is a day of results).
+        requests: list[tuple[str, dict[str, Any]]] = [
+            (url("charts"), {}),
+            (url("charts", query="queue=emails"), {}),
+            (url("metrics"), {}),
+            (url("queues"), {}),
+            (url("queues"), htmx),
+        ]
+        for page, headers in requests:
+            with CaptureQueriesContext(connection) as queries:
+                response = self.client.get(page, **headers)
+            assert response.status_code == 200, page
+            count, scanning = plans_scanning_results(queries)
+            explained += count
+            scans += scanning
+        assert explained >= 2 * len(requests), explained
+        assert scans == []
+        page = response.content.decode()  # the Queues page's poll
+        assert 'data-queue="emails"' in page and 'class="dt-paused"' in page
+
+    def test_no_triage_query_plans_a_sequential_scan_of_the_results(self):
+        groups = failure_groups(sort="count").groups
+        assert len(groups) > 10
+        queries = [g.query for g in (groups[0], groups[-1])]
+        for exc_type in (COMMON_EXC_TYPE, RARE_EXC_TYPE, "no.such.Error"):
+            queries.append(urlencode({"exception": exc_type}))
+            queries.append(urlencode({"exception": exc_type, "task": TASK_PATHS[3]}))
+        queries.append(urlencode({"task_path": TASK_PATHS[3]}))
+        pages = [url("overview"), url("overview", query="groups=count")]
+        for query in queries:
+            pages += [url("changelist", query=query), url("retry_matching", query=query)]
+        # The groups' poll: re-rendered (a stale fingerprint), then 204 (the current one).
+        fresh = failure_groups().fingerprint
+        polls = [url("overview", query="tfp=stale"), url("overview", query=f"tfp={fresh}")]
+        explained, scans = 0, []
+        for page in pages + polls:
+            headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-triage"}
+            with CaptureQueriesContext(connection) as captured:
+                response = self.client.get(page, **(headers if page in polls else {}))
+            assert response.status_code == (204 if page == polls[1] else 200), page
+            count, scanning = plans_scanning_results(captured)
+            explained += count
+            scans += [(page, sql) for sql in scanning]
+        assert explained > 2 * len(pages), explained
         assert scans == [], "\n\n".join(f"{page}\n{sql}" for page, sql in scans)
 
     def test_the_overview_estimates_what_it_would_have_to_scan_and_says_so(self):

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 import re
 import tempfile
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from unittest import skipUnless
-from urllib.parse import urlencode
 
-import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connection
 from django.http import QueryDict
@@ -32,8 +28,7 @@ from django_tasks_admin.triage import (
 from tests import tasks as core_tasks
 
 from . import tasks as lifecycle_tasks
-from .seed import COMMON_EXC_TYPE, RARE_EXC_TYPE, TASK_PATHS, seed_results
-from .test_plans import TABLE, scanned_tables
+from .test_plans import TABLE
 from .utils import XSS, DashboardTestCase, run_attempt, search, url
 
 CHARGE = "tests.dashboard.tasks.charge_card"
@@ -444,51 +439,6 @@ class OverviewGroupTests(DashboardTestCase):
     def test_no_failures(self):
         complete()
         assert "No failures in this window." in self.overview()
-
-
-@skipUnless(connection.vendor == "postgresql", "plans of PostgreSQL")
-@pytest.mark.slow
-class TriagePlanTests(DashboardTestCase):
-    """On 100,000 seeded results, the triage pages plan no sequential scan of them."""
-
-    @classmethod
-    def setUpTestData(cls):
-        super().setUpTestData()
-        seed_results(100_000)  # ANALYZEs the table too
-
-    def test_no_triage_query_plans_a_sequential_scan_of_the_results(self):
-        groups = failure_groups(sort="count").groups
-        assert len(groups) > 10
-        queries = [g.query for g in (groups[0], groups[-1])]
-        for exc_type in (COMMON_EXC_TYPE, RARE_EXC_TYPE, "no.such.Error"):
-            queries.append(urlencode({"exception": exc_type}))
-            queries.append(urlencode({"exception": exc_type, "task": TASK_PATHS[3]}))
-        queries.append(urlencode({"task_path": TASK_PATHS[3]}))
-        pages = [url("overview"), url("overview", query="groups=count")]
-        for query in queries:
-            pages += [url("changelist", query=query), url("retry_matching", query=query)]
-        # The groups' poll: re-rendered (a stale fingerprint), then 204 (the current one).
-        fresh = failure_groups().fingerprint
-        polls = [url("overview", query="tfp=stale"), url("overview", query=f"tfp={fresh}")]
-        explained, scans = 0, []
-        for page in pages + polls:
-            headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-triage"}
-            with CaptureQueriesContext(connection) as captured:
-                response = self.client.get(page, **(headers if page in polls else {}))
-            assert response.status_code == (204 if page == polls[1] else 200), page
-            for captured_query in captured.captured_queries:
-                sql = captured_query["sql"]
-                if TABLE not in sql or not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-                    continue
-                with connection.cursor() as cursor:
-                    cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}")
-                    (plan,) = cursor.fetchone()
-                plan = json.loads(plan) if isinstance(plan, str) else plan
-                explained += 1
-                if TABLE in scanned_tables(plan[0]["Plan"]):
-                    scans.append((page, sql))
-        assert explained > 2 * len(pages), explained
-        assert scans == [], "\n\n".join(f"{page}\n{sql}" for page, sql in scans)
 
 
 class OverviewPausedQueueTests(DashboardTestCase):

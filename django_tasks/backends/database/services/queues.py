@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from django.utils.dateparse import parse_datetime
 from django_tasks import tasks
 from django_tasks.backends.database.models import DBQueue, DBTaskResult
 from django_tasks.task import DEFAULT_QUEUE_NAME, ResultStatus
+
+from .selection import distinct_values
 
 if TYPE_CHECKING:
     from django_tasks.backends.database.backend import DatabaseBackend
@@ -48,19 +51,6 @@ COUNT_CAP = 10_000
 
 MAX_QUEUES = 1_000
 """The most distinct queue names read from the results table."""
-
-# The distinct queue names of the results table, read from the (queue_name,
-# enqueued_at) index one value at a time (a "skip scan"): a few index probes per
-# queue, however many rows each has.
-_QUEUE_NAMES_SQL = """
-WITH RECURSIVE queues(name) AS (
-    SELECT MIN(queue_name) FROM {table}
-    UNION ALL
-    SELECT (SELECT MIN(queue_name) FROM {table} WHERE queue_name > queues.name)
-    FROM queues WHERE queues.name IS NOT NULL
-)
-SELECT name FROM queues WHERE name IS NOT NULL LIMIT %s
-"""
 
 
 class UnknownQueue(ValueError):
@@ -193,11 +183,7 @@ class QueueState:
 
 def queue_names_in_results(using: str) -> list[str]:
     """The distinct queue names of the results table (at most MAX_QUEUES), in one query."""
-    connection = connections[using]
-    sql = _QUEUE_NAMES_SQL.format(table=connection.ops.quote_name(DBTaskResult._meta.db_table))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [MAX_QUEUES])
-        return [name for (name,) in cursor.fetchall()]
+    return distinct_values("queue_name", using=using, limit=MAX_QUEUES)
 
 
 def queue_states(
@@ -333,5 +319,5 @@ def _datetime(value: Any) -> datetime | None:
         if value is None:
             return None
     if settings.USE_TZ and timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=dt_timezone.utc)
     return value  # type: ignore[no-any-return]

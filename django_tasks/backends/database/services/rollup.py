@@ -29,7 +29,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, router, transaction
-from django.db.models import Case, Count, DurationField, ExpressionWrapper, F, TextField, Value, When
+from django.db.models import (
+    Case,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    Q,
+    Sum,
+    TextField,
+    Value,
+    When,
+)
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce, TruncMinute
 from django.utils import timezone
@@ -267,6 +278,30 @@ def _aware(moment: datetime) -> datetime:
     return moment.astimezone(timezone.get_fixed_timezone(0))
 
 
+def _position(backend_name: str, *, using: str) -> datetime | None:
+    """Where the roll-up of ``backend_name`` stands (None: it never ran)."""
+    return (
+        DBRollup.objects.using(using)
+        .filter(backend_name=backend_name)
+        .values_list("rolled_until", flat=True)
+        .first()
+    )
+
+
+def _rolled(
+    backend_name: str, *, since: datetime, until: datetime, using: str, queue_name: str | None
+) -> tuple[Any, datetime]:
+    """The rolled-up minutes from ``since`` up to ``until``, and where the tail starts."""
+    rolled_until = _position(backend_name, using=using)
+    tail_from = since if rolled_until is None else max(since, rolled_until)
+    minutes = DBQueueMinute.objects.using(using).filter(
+        backend_name=backend_name, minute__gte=since, minute__lt=min(until, tail_from)
+    )
+    if queue_name is not None:
+        minutes = minutes.filter(queue_name=queue_name)
+    return minutes, tail_from
+
+
 def counts_by_minute(
     backend_name: str,
     *,
@@ -279,28 +314,16 @@ def counts_by_minute(
     Rolled-up minutes come from ``DBQueueMinute``; later ones from the results table.
     """
     using = router.db_for_read(DBQueueMinute)
-    since = floor_minute(since)
-    rolled_until = (
-        DBRollup.objects.using(using)
-        .filter(backend_name=backend_name)
-        .values_list("rolled_until", flat=True)
-        .first()
+    minutes, tail_from = _rolled(
+        backend_name, since=floor_minute(since), until=until, using=using, queue_name=queue_name
     )
-    tail_from = since if rolled_until is None else max(since, rolled_until)
     counted: dict[tuple[str, datetime], Counts] = {}
-    if rolled_until is not None and rolled_until > since:
-        minutes = DBQueueMinute.objects.using(using).filter(
-            backend_name=backend_name, minute__gte=since, minute__lt=min(until, rolled_until)
+    for name, moment, completed, failed, buckets in minutes.values_list(
+        "queue_name", "minute", "completed", "failed", "run_time_buckets"
+    ):
+        counted[name, _aware(moment)] = Counts(
+            completed=completed, failed=failed, buckets=tuple(buckets or ())
         )
-        if queue_name is not None:
-            minutes = minutes.filter(queue_name=queue_name)
-        for minute in minutes.values_list(
-            "queue_name", "minute", "completed", "failed", "run_time_buckets"
-        ):
-            name, moment, completed, failed, buckets = minute
-            counted[name, _aware(moment)] = Counts(
-                completed=completed, failed=failed, buckets=tuple(buckets or ())
-            )
     if tail_from < until:
         counted.update(
             _count(backend_name, start=tail_from, stop=until, using=using, queue_name=queue_name)
@@ -366,20 +389,49 @@ def queue_activity(backend_name: str, *, now: datetime | None = None) -> dict[st
     """Each queue's finished tasks over the last 5 minutes, hour and day (whole minutes).
 
     A window of five minutes holds the current minute and the four before it.
-    Queues that finished nothing in a day are missing.
+    Queues that finished nothing in a day are missing.  The rolled-up minutes are
+    summed in SQL (a row per queue); only the last hour's run-time buckets are read.
     """
     now = now or timezone.now()
     current = floor_minute(now)
-    counted = counts_by_minute(
-        backend_name, since=current - WINDOWS["last_1d"] + timedelta(minutes=1), until=now
+    starts = {name: current - length + timedelta(minutes=1) for name, length in WINDOWS.items()}
+    using = router.db_for_read(DBQueueMinute)
+    minutes, tail_from = _rolled(
+        backend_name, since=starts["last_1d"], until=now, using=using, queue_name=None
     )
+    sums: dict[str, Any] = {}
+    for name, start in starts.items():
+        window = Q(minute__gte=start)
+        sums[f"{name}_completed"] = Sum("completed", filter=window, default=0)
+        sums[f"{name}_failed"] = Sum("failed", filter=window, default=0)
     windows: dict[str, dict[str, Counts]] = defaultdict(lambda: defaultdict(Counts))
-    for (queue_name, minute), counts in counted.items():
-        age = current - minute
-        for name, length in WINDOWS.items():
-            if age < length:
-                windows[queue_name][name] += counts
-    return {name: QueueActivity(**by_window) for name, by_window in sorted(windows.items())}
+    for row in minutes.values("queue_name").annotate(**sums).order_by():
+        for name in WINDOWS:
+            windows[row["queue_name"]][name] += Counts(
+                completed=row[f"{name}_completed"], failed=row[f"{name}_failed"]
+            )
+    hour: dict[str, list[int]] = defaultdict(lambda: [0] * (len(RUN_TIME_BUCKETS) + 1))
+    hour_rows = minutes.filter(minute__gte=starts["last_1h"])
+    for queue_name, buckets in hour_rows.values_list("queue_name", "run_time_buckets"):
+        totals = hour[queue_name]
+        for index, count in enumerate(buckets or ()):
+            totals[index] += count
+    for queue_name, totals in hour.items():
+        hourly = windows[queue_name]["last_1h"]
+        windows[queue_name]["last_1h"] = Counts(
+            completed=hourly.completed, failed=hourly.failed, buckets=tuple(totals)
+        )
+    if tail_from < now:
+        tail = _count(backend_name, start=tail_from, stop=now, using=using)
+        for (queue_name, minute), counts in tail.items():
+            for name, start in starts.items():
+                if minute >= start:
+                    windows[queue_name][name] += counts
+    return {
+        name: QueueActivity(**by_window)
+        for name, by_window in sorted(windows.items())
+        if by_window["last_1d"].finished
+    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -417,12 +469,23 @@ def series(
     )
     current = midnight + step * ((now - midnight) // step)
     starts = tuple(current - step * i for i in reversed(range(steps)))
-    counted = counts_by_minute(backend_name, since=starts[0], until=now, queue_name=queue_name)
+    using = router.db_for_read(DBQueueMinute)
+    minutes, tail_from = _rolled(
+        backend_name, since=starts[0], until=now, using=using, queue_name=queue_name
+    )
+    # The queues' minutes summed in SQL (a row per minute); run times are not drawn.
+    per_minute = minutes.values("minute").annotate(c=Sum("completed"), f=Sum("failed")).order_by()
+    found = [
+        (_aware(row["minute"]), Counts(completed=row["c"], failed=row["f"])) for row in per_minute
+    ]
+    if tail_from < now:
+        tail = _count(backend_name, start=tail_from, stop=now, using=using, queue_name=queue_name)
+        found += [(minute, counts) for (_queue, minute), counts in tail.items()]
     points: list[Counts] = [Counts()] * steps
-    for (_queue, minute), counts in counted.items():
+    for minute, counts in found:
         index = bisect.bisect_right(starts, minute) - 1
         if index >= 0:
-            points[index] += counts
+            points[index] += Counts(completed=counts.completed, failed=counts.failed)
     return Series(step=step, starts=starts, points=tuple(points))
 
 
