@@ -270,7 +270,6 @@ class PausedBadgeTests(DashboardTestCase):
             queue_names=None,
             worker_id=uuid.uuid4(),
             limit=10,
-            exclude_queues=services.paused_queues("default"),
         )
         assert claimed == []
         row.refresh_from_db()

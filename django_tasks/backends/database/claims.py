@@ -8,7 +8,7 @@ columns through :class:`ClaimSQL`: one hand-written statement per claim
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -31,32 +31,23 @@ def claim_tasks(
     queue_names: Sequence[str] | None,
     worker_id: UUID | str,
     limit: int = 1,
-    exclude_queues: Collection[str] = (),
 ) -> list[DBTaskResult]:
     """Claim up to ``limit`` ready tasks for ``worker_id`` and return them in model order.
 
     Claimed rows are RUNNING and carry the worker's id, so no other worker takes
-    them.  ``queue_names`` None means every queue; ``exclude_queues`` (the paused
-    ones) are never claimed from.  One statement, so one short
+    them.  ``queue_names`` None means every queue; paused queues (``DBQueue``) are
+    left out by the statement itself, so a pause holds from its commit on, at no
+    extra round trip.  One statement, so one short
     transaction: on PostgreSQL ``FOR UPDATE SKIP LOCKED`` steps over rows other
     workers are claiming; on SQLite the UPDATE holds the write lock only while it
     runs, and a read-only probe first keeps idle polls from taking it at all.
     """
     model = result_model()
-    if queue_names is not None and exclude_queues:
-        # Fewer names in the IN list keeps each an index range of the claim index.
-        queue_names = [name for name in queue_names if name not in exclude_queues]
-        exclude_queues = ()
     if limit < 1 or (queue_names is not None and not queue_names):
         return []
     using = router.db_for_write(model)
     connection = connections[using]
-    sql = ClaimSQL(
-        connection,
-        backend_name=backend_name,
-        queue_names=queue_names,
-        exclude_queues=exclude_queues,
-    )
+    sql = ClaimSQL(connection, backend_name=backend_name, queue_names=queue_names)
     now = timezone.now()
 
     if connection.vendor == "postgresql":
@@ -72,7 +63,6 @@ def claim_tasks(
             using,
             backend_name=backend_name,
             queue_names=queue_names,
-            exclude_queues=exclude_queues,
             worker_id=worker_id,
             limit=limit,
         )
@@ -104,7 +94,6 @@ class ClaimSQL:
         *,
         backend_name: str = "",
         queue_names: Sequence[str] | None = None,
-        exclude_queues: Collection[str] = (),
     ) -> None:
         self.connection = connection
         self.meta = result_model()._meta
@@ -121,10 +110,14 @@ class ClaimSQL:
             placeholders = ", ".join(["%s"] * len(queue_names))
             self.where += f" AND {c('queue_name')} IN ({placeholders})"
             self.queue_params = list(queue_names)
-        if exclude_queues:
-            placeholders = ", ".join(["%s"] * len(exclude_queues))
-            self.where += f" AND {c('queue_name')} NOT IN ({placeholders})"
-            self.queue_params += sorted(exclude_queues)
+        # Paused queues: a subquery of the small DBQueue table, read once per claim.
+        queues = _queue_model()._meta
+        q = connection.ops.quote_name
+        self.where += (
+            f" AND {c('queue_name')} NOT IN (SELECT {q('name')} FROM {q(queues.db_table)}"
+            f" WHERE {q('backend_name')} = %s AND {q('paused')} = %s)"
+        )
+        self.queue_params += [backend_name, True]
         # DESC puts NULLs last on SQLite already; PostgreSQL needs telling.
         nulls_last = " NULLS LAST" if connection.vendor == "postgresql" else ""
         self.order = (
@@ -193,7 +186,6 @@ def _claim_tasks_portable(
     *,
     backend_name: str,
     queue_names: Sequence[str] | None,
-    exclude_queues: Collection[str],
     worker_id: UUID | str,
     limit: int,
 ) -> list[DBTaskResult]:
@@ -202,8 +194,7 @@ def _claim_tasks_portable(
     ready = result_model().objects.using(using).ready().filter(backend_name=backend_name)
     if queue_names is not None:
         ready = ready.filter(queue_name__in=list(queue_names))
-    if exclude_queues:
-        ready = ready.exclude(queue_name__in=sorted(exclude_queues))
+    ready = ready.exclude(queue_name__in=_paused(backend_name))
     with exclusive_transaction(using):
         if connection.features.has_select_for_update_skip_locked:
             ready = ready.select_for_update(skip_locked=True)
@@ -217,6 +208,17 @@ def _claim_tasks_portable(
     for row in rows:
         row.status, row.started_at, row.worker_id = ResultStatus.RUNNING, now, worker_id
     return rows
+
+
+def _queue_model() -> Any:
+    from .models import DBQueue
+
+    return DBQueue
+
+
+def _paused(backend_name: str) -> Any:
+    """The names of the paused queues of ``backend_name``, as a queryset (for subqueries)."""
+    return _queue_model().objects.filter(backend_name=backend_name, paused=True).values("name")
 
 
 def _model_order(row: DBTaskResult) -> tuple[Any, ...]:

@@ -38,9 +38,6 @@ logger = logging.getLogger("django_tasks.backends.database.db_worker")
 BATCH_SECONDS = 0.1
 """Claim about this much work at once, judged by how long recent tasks took."""
 
-PAUSED_MIN_AGE = 0.1
-"""Read the paused queues at most this often, even with ``--interval 0``."""
-
 
 class _AbortTask(SystemExit):
     """Raised inside a task thread by the second signal; recorded as SystemExit(1)."""
@@ -127,17 +124,11 @@ class Executor:
                 if self.needs_reconcile:
                     group.reconcile_claims()
                     self.needs_reconcile = False
-                paused = state.paused_queues(
-                    backend_name=options.backend_name,
-                    max_age=max(options.interval, PAUSED_MIN_AGE),
-                    using=self.db.using,
-                )
                 rows = services.claim_tasks(
                     backend_name=options.backend_name,
                     queue_names=options.queue_filter,
                     worker_id=state.worker_id,
                     limit=limit,
-                    exclude_queues=paused,
                 )
                 self.pending.extend(rows)
                 self.generation = state.generation

@@ -47,9 +47,6 @@ class WorkerState:
         self._waiting = False  # what our row's ``waiting`` says, as far as we know
         self._count_lock = threading.Lock()
         self._waiting_lock = threading.Lock()
-        self._paused: frozenset[str] = frozenset()
-        self._paused_read_at: float | None = None  # monotonic; None: never read
-        self._paused_lock = threading.Lock()
 
     @property
     def waiting(self) -> bool:
@@ -75,23 +72,6 @@ class WorkerState:
                 self.tasks_done += 1
             elif status == ResultStatus.FAILED:
                 self.tasks_failed += 1
-
-    def paused_queues(self, *, backend_name: str, max_age: float, using: str) -> frozenset[str]:
-        """The backend's paused queues, read again once ``max_age`` seconds old.
-
-        Executors claim often under load: the paused set costs one query per
-        ``max_age`` (the poll interval) per process, not one per claim.  An idle
-        poller waits the interval between claims, so each of its polls reads it.
-        """
-        read_at = self._paused_read_at
-        if read_at is not None and time.monotonic() - read_at < max_age:
-            return self._paused
-        with self._paused_lock:
-            read_at = self._paused_read_at
-            if read_at is None or time.monotonic() - read_at >= max_age:
-                self._paused = services.paused_queues(backend_name, using=using)
-                self._paused_read_at = time.monotonic()
-            return self._paused
 
     def set_waiting(self, waiting: bool) -> bool:
         """Tell enqueuers whether we wait for a notification; True if that changed.
