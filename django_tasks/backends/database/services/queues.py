@@ -1,9 +1,9 @@
 """Queues: pause and resume one, the paused ones workers skip, and each one's backlog.
 
-A paused queue keeps accepting tasks; workers claim nothing from it (they re-read
-the paused set at most once per poll interval, see ``worker.state``).  The state
-is a ``DBQueue`` row, so it survives worker restarts.  The command
-``db_task_queues``, the dashboard's Queues page and the worker call these.
+A paused queue keeps accepting tasks; workers claim nothing from it (each claim
+statement leaves out the paused queues itself, see ``claims``).  The state is a
+``DBQueue`` row, so it survives worker restarts.  The command ``db_task_queues``
+and the dashboard's Queues page call these.
 """
 
 from __future__ import annotations
