@@ -139,8 +139,8 @@ class QueueActionView(DashboardMixin, View):
         elif action == "pause":
             self._log(request, backend_name, name, "Paused")
             text = _(
-                "Paused queue %(name)s: workers stop claiming its tasks within one poll "
-                "interval; enqueueing still works."
+                "Paused queue %(name)s: workers claim none of its tasks from now on; "
+                "enqueueing still works."
             ) % {"name": name}
         else:
             self._log(request, backend_name, name, "Resumed")
