@@ -19,9 +19,9 @@ from django_htmx.middleware import HtmxDetails
 
 from django_tasks.backends.database.models import DBTaskResult, DBWorker
 from django_tasks.backends.database.services import heartbeat_timeout_for
+from django_tasks.backends.database.services.queues import database_backends
 from django_tasks.task import ResultStatus
 
-from .filters import database_backend_choices
 from .workers import heartbeat_interval
 
 
@@ -78,7 +78,7 @@ def overview_probes() -> list[QuerySet[Any]]:
         workers.order_by("-started_at").values("started_at")[:1],
         _whole(workers, n=Sum(F("tasks_done") + F("tasks_failed"))),
     ]
-    for backend_name, _label in database_backend_choices():
+    for backend_name in sorted(database_backends()):
         timeout = heartbeat_timeout_for(backend_name)
         for seconds in (2 * heartbeat_interval(timeout), timeout):
             silent = workers.filter(

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from django.apps import apps
 from django.db import DatabaseError, connections, router
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from django_tasks.task import ResultStatus
 
 from .utils import exclusive_transaction
 from .writes import sender
-from .writes.statements import result_model
+from .writes.statements import APP_LABEL, result_model
 
 if TYPE_CHECKING:
     from .models import DBTaskResult
@@ -211,9 +212,8 @@ def _claim_tasks_portable(
 
 
 def _queue_model() -> Any:
-    from .models import DBQueue
-
-    return DBQueue
+    """The DBQueue model, from the app registry (the models module imports this one)."""
+    return apps.get_model(APP_LABEL, "DBQueue")
 
 
 def _paused(backend_name: str) -> Any:
