@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import get_content_type_for_model
 from django.core.exceptions import PermissionDenied
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
 from django.views.generic.base import ContextMixin
 from django_htmx.middleware import HtmxDetails
 
@@ -89,3 +93,46 @@ def safe_next(request: HttpRequest, default: str) -> str:
     ):
         return target
     return default
+
+
+class ButtonView(DashboardMixin, View):
+    """A page's buttons (POST ``action``, ``backend``, ``name``), behind their own permission.
+
+    Subclasses name their ``actions`` and ``button_permission`` and implement ``act``;
+    an unknown action gets a 400 naming the allowed ones.
+    """
+
+    http_method_names = ["post"]
+    actions: tuple[str, ...] = ()
+    button_permission = ""
+    name_field = "name"
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.has_perm(self.button_permission):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        action = request.POST.get("action", "")
+        if action not in self.actions:
+            return HttpResponse(
+                f"Unknown action {action!r}: use one of {', '.join(self.actions)}",
+                status=400,
+                content_type="text/plain",
+            )
+        backend_name = request.POST.get("backend", "")
+        return self.act(action, backend_name, request.POST.get(self.name_field, ""))
+
+    def act(self, action: str, backend_name: str, name: str) -> HttpResponse:
+        raise NotImplementedError
+
+    def log_change(self, row: Model, message: str) -> None:
+        """Record the change in the admin's history (LogEntry) of ``row``."""
+        LogEntry.objects.create(
+            user_id=cast(int, self.request.user.pk),
+            content_type_id=get_content_type_for_model(row).pk,
+            object_id=str(row.pk),
+            object_repr=str(row)[:200],
+            action_flag=CHANGE,
+            change_message=message,
+        )

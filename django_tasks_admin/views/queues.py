@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.admin.options import get_content_type_for_model
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views import View
 from django.views.generic import TemplateView
 
 from django_tasks.backends.database.models import DBQueue
@@ -24,7 +20,7 @@ from django_tasks.backends.database.services.rollup import QueueActivity, queue_
 from django_tasks_admin.models import QUEUES_PERMISSION
 from django_tasks_admin.stats import AT_LEAST, Tally
 
-from .base import DashboardMixin
+from .base import ButtonView, DashboardMixin
 
 QUEUES_REGION = "django_tasks_admin/partials/queues_region.html"
 
@@ -107,29 +103,16 @@ class QueuesView(DashboardMixin, TemplateView):
         )
 
 
-class QueueActionView(DashboardMixin, View):
+class QueueActionView(ButtonView):
     """A button of the Queues page (POST): pause or resume a queue; logged."""
 
-    http_method_names = ["post"]
     actions = ("pause", "resume")
+    button_permission = QUEUES_PERMISSION
+    name_field = "queue"
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not can_pause_queues(request):
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        action = request.POST.get("action", "")
-        backend_name = request.POST.get("backend", "")
-        name = request.POST.get("queue", "")
-        if action not in self.actions:
-            return HttpResponse(
-                f"Unknown action {action!r}: use one of {', '.join(self.actions)}",
-                status=400,
-                content_type="text/plain",
-            )
+    def act(self, action: str, backend_name: str, name: str) -> HttpResponse:
         change = queue_service.pause_queue if action == "pause" else queue_service.resume_queue
-        by = request.user.get_username()
+        by = self.request.user.get_username()
         try:
             changed = change(backend_name=backend_name, queue_name=name, by=by)
         except queue_service.UnknownQueue as e:
@@ -137,24 +120,13 @@ class QueueActionView(DashboardMixin, View):
         if not changed:
             text = _("Queue %(name)s was already so.") % {"name": name}
         elif action == "pause":
-            self._log(request, backend_name, name, "Paused")
+            self.log_change(DBQueue.objects.get(backend_name=backend_name, name=name), "Paused")
             text = _(
                 "Paused queue %(name)s: workers claim none of its tasks from now on; "
                 "enqueueing still works."
             ) % {"name": name}
         else:
-            self._log(request, backend_name, name, "Resumed")
+            self.log_change(DBQueue.objects.get(backend_name=backend_name, name=name), "Resumed")
             text = _("Resumed queue %(name)s: workers claim its tasks again.") % {"name": name}
-        messages.success(request, text)
+        messages.success(self.request, text)
         return HttpResponseRedirect(self.url("queues"))
-
-    def _log(self, request: HttpRequest, backend_name: str, name: str, message: str) -> None:
-        row = DBQueue.objects.get(backend_name=backend_name, name=name)
-        LogEntry.objects.create(
-            user_id=cast(int, request.user.pk),
-            content_type_id=get_content_type_for_model(DBQueue).pk,
-            object_id=str(row.pk),
-            object_repr=str(row)[:200],
-            action_flag=CHANGE,
-            change_message=message,
-        )

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.contrib import messages
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.admin.options import get_content_type_for_model
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views import View
 from django.views.generic import TemplateView
 
 from django_tasks.backends.database.models import DBSchedule
 from django_tasks.backends.database.services import scheduling
 from django_tasks_admin.models import SCHEDULES_PERMISSION
 
-from .base import DashboardMixin
+from .base import ButtonView, DashboardMixin
 
 
 def can_manage_schedules(request: HttpRequest) -> bool:
@@ -40,27 +36,13 @@ class SchedulesView(DashboardMixin, TemplateView):
         )
 
 
-class ScheduleActionView(DashboardMixin, View):
+class ScheduleActionView(ButtonView):
     """A button of the Schedules page (POST): disable, enable or run now; logged."""
 
-    http_method_names = ["post"]
     actions = ("disable", "enable", "run_now")
+    button_permission = SCHEDULES_PERMISSION
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not can_manage_schedules(request):
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        action = request.POST.get("action", "")
-        backend_name = request.POST.get("backend", "")
-        name = request.POST.get("name", "")
-        if action not in self.actions:
-            return HttpResponse(
-                f"Unknown action: use one of {', '.join(self.actions)}",
-                status=400,
-                content_type="text/plain",
-            )
+    def act(self, action: str, backend_name: str, name: str) -> HttpResponse:
         try:
             if action == "run_now":
                 run = scheduling.run_now(backend_name=backend_name, name=name)
@@ -84,17 +66,6 @@ class ScheduleActionView(DashboardMixin, View):
         except scheduling.UnknownSchedule:
             raise Http404 from None
         if log:
-            self._log(request, backend_name, name, log)
-        messages.success(request, text)
+            self.log_change(DBSchedule.objects.get(backend_name=backend_name, name=name), log)
+        messages.success(self.request, text)
         return HttpResponseRedirect(self.url("schedules"))
-
-    def _log(self, request: HttpRequest, backend_name: str, name: str, message: str) -> None:
-        row = DBSchedule.objects.get(backend_name=backend_name, name=name)
-        LogEntry.objects.create(
-            user_id=cast(int, request.user.pk),
-            content_type_id=get_content_type_for_model(DBSchedule).pk,
-            object_id=str(row.pk),
-            object_repr=str(row)[:200],
-            action_flag=CHANGE,
-            change_message=message,
-        )
