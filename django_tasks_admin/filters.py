@@ -36,6 +36,9 @@ SEARCH_WINDOW = 10_000
 # The exception filter reads at most this many failed results: the newest that match
 # the other filters (no index holds the class, which is inside exception_data).
 EXCEPTION_WINDOW = 10_000
+# The priority filter reads at most this many results: the newest that match the other
+# filters (an index on priority would cost every enqueue).
+PRIORITY_WINDOW = 10_000
 
 MAX_TASK_PATHS = 10_000
 
@@ -185,7 +188,9 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         empty_label=_("any"),
         widget=forms.Select(attrs={"title": _("Waiting (NEW) after at least one failed attempt")}),
     )
-    priority = django_filters.RangeFilter(label=_("Priority"), widget=NumberRangeWidget)
+    priority = django_filters.RangeFilter(
+        label=_("Priority"), widget=NumberRangeWidget, method="filter_priority"
+    )
     enqueued = django_filters.DateTimeFromToRangeFilter(
         label=_("Enqueued"), field_name="enqueued_at", widget=DateTimeLocalRangeWidget
     )
@@ -205,6 +210,9 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     # The same for the exception filter, among failed results.
     exception_window_start: datetime | None = None
     exception_window = EXCEPTION_WINDOW
+    # The same for the priority filter.
+    priority_window_start: datetime | None = None
+    priority_window = PRIORITY_WINDOW
 
     def search(self, queryset: QuerySet[DBTaskResult], name: str, value: str) -> Any:
         """Searched in ``filter_queryset``, after the other filters."""
@@ -214,8 +222,15 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         """Matched in ``filter_queryset``, after the other filters."""
         return queryset
 
+    def filter_priority(self, queryset: QuerySet[DBTaskResult], name: str, value: Any) -> Any:
+        """Matched in ``filter_queryset``, after the other filters."""
+        return queryset
+
     def filter_queryset(self, queryset: QuerySet[DBTaskResult]) -> Any:
         queryset = super().filter_queryset(queryset)
+        priority = self.form.cleaned_data.get("priority")
+        if priority and (priority.start is not None or priority.stop is not None):
+            queryset = self.priority_newest(queryset, priority.start, priority.stop)
         exc_type = (self.form.cleaned_data.get("exception") or "").strip()
         if exc_type:
             queryset = self.exception_newest(queryset, exc_type)
@@ -248,6 +263,22 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
         failed, self.exception_window_start = self.newest(failed, self.exception_window)
         return failed.filter(exception_data__exc_type=exc_type)
 
+    def priority_newest(
+        self, queryset: QuerySet[DBTaskResult], low: int | None, high: int | None
+    ) -> Any:
+        """Results with a priority from ``low`` to ``high``, among the newest results.
+
+        No index holds the priority: a range matching few rows would read the whole
+        table along the sort's index, so the filter reads the PRIORITY_WINDOW newest
+        results that the other filters select.
+        """
+        queryset, self.priority_window_start = self.newest(queryset, self.priority_window)
+        if low is not None:
+            queryset = queryset.filter(priority__gte=low)
+        if high is not None:
+            queryset = queryset.filter(priority__lte=high)
+        return queryset
+
     def search_newest(self, queryset: QuerySet[DBTaskResult], value: str) -> Any:
         """Match the task path or the JSON text of the arguments, among the newest rows.
 
@@ -264,6 +295,18 @@ class ResultFilterSet(django_filters.FilterSet):  # type: ignore[misc]
     def search_scope(self) -> str:
         """What the search and the exception filter read, when not every matching row ("" otherwise)."""
         scopes = []
+        if self.priority_window_start is not None:
+            scopes.append(
+                gettext(
+                    "The priority was matched among the %(n)s newest results that match the "
+                    "other filters (enqueued since %(since)s): narrow them by task, queue or "
+                    "time to look further back."
+                )
+                % {
+                    "n": number_format(self.priority_window, force_grouping=True),
+                    "since": self.priority_window_start.strftime("%Y-%m-%d %H:%M"),
+                }
+            )
         if self.exception_window_start is not None:
             scopes.append(
                 gettext(

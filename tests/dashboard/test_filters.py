@@ -145,6 +145,24 @@ class FilterTests(DashboardTestCase):
         content = self.client.get(url("changelist", query="q=order")).content.decode()
         assert "Searched the" not in content  # 6 rows: fewer than SEARCH_WINDOW
 
+    def test_priority_reads_only_the_newest_rows_of_the_other_filters_and_says_so(self):
+        now = timezone.now()
+        rows = [make_row(priority=10, queue_name="q") for _ in range(5)]
+        for age, row in enumerate(reversed(rows)):  # rows[4] is the newest
+            DBTaskResult.objects.filter(pk=row.pk).update(enqueued_at=now - timedelta(hours=age))
+        make_row(priority=-5, queue_name="q")  # the newest: takes a place in the window
+
+        class Narrow(ResultFilterSet):
+            priority_window = 3
+
+        everything = DBTaskResult.objects.all()
+        found = Narrow(data={"priority_min": "1", "queue": "q"}, queryset=everything)
+        assert {r.pk for r in found.qs} == {r.pk for r in rows[3:]}
+        assert "The priority was matched among the 3 newest results" in found.search_scope
+        # Fewer matching rows than the window: all are read, and nothing is said.
+        wide = ResultFilterSet(data={"priority_min": "1"}, queryset=everything)
+        assert len(wide.qs) == 5 and wide.search_scope == ""
+
     def test_filters_combine(self):
         hit = make_failed(queue_name="emails")
         make_failed(queue_name="other")
