@@ -11,6 +11,7 @@ from django_tasks_admin.models import (
     CANCEL_PERMISSION,
     PRUNE_PERMISSION,
     RETRY_PERMISSION,
+    QUEUES_PERMISSION,
     SCHEDULES_PERMISSION,
     TaskDashboard,
 )
@@ -31,8 +32,10 @@ class TaskDashboardTests(TestCase):
             "prune_taskresult",
             "cancel_taskresult",
             "manage_schedules",
+            "pause_queues",
         }
-        assert {RETRY_PERMISSION, PRUNE_PERMISSION, CANCEL_PERMISSION, SCHEDULES_PERMISSION} == {
+        permissions = {RETRY_PERMISSION, PRUNE_PERMISSION, CANCEL_PERMISSION}
+        assert permissions | {SCHEDULES_PERMISSION, QUEUES_PERMISSION} == {
             f"django_tasks_admin.{codename}" for codename in codenames
         }
 
