@@ -10,8 +10,8 @@ from django.test import TestCase, TransactionTestCase
 from django_tasks_admin.models import (
     CANCEL_PERMISSION,
     PRUNE_PERMISSION,
-    RETRY_PERMISSION,
     QUEUES_PERMISSION,
+    RETRY_PERMISSION,
     SCHEDULES_PERMISSION,
     TaskDashboard,
 )
