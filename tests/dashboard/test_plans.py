@@ -193,18 +193,35 @@ class NoSequentialScanTests(DashboardTestCase):
         pages = [url("overview"), url("overview", query="groups=count")]
         for query in queries:
             pages += [url("changelist", query=query), url("retry_matching", query=query)]
-        # The groups' poll: re-rendered (a stale fingerprint), then 204 (the current one).
-        fresh = failure_groups().fingerprint
-        polls = [url("overview", query="tfp=stale"), url("overview", query=f"tfp={fresh}")]
-        explained, scans = 0, []
-        for page in pages + polls:
-            headers: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-triage"}
+        explained, scans = 0, list[tuple[str, str]]()
+
+        def get(page: str, status: int, **headers: Any) -> Any:
+            nonlocal explained
             with CaptureQueriesContext(connection) as captured:
-                response = self.client.get(page, **(headers if page in polls else {}))
-            assert response.status_code == (204 if page == polls[1] else 200), page
+                response = self.client.get(page, **headers)
+            assert response.status_code == status, page
             count, scanning = plans_scanning_results(captured)
             explained += count
-            scans += [(page, sql) for sql in scanning]
+            scans.extend((page, sql) for sql in scanning)
+            return response
+
+        for page in pages:
+            get(page, 200)
+        # The groups' poll: re-rendered (a stale fingerprint), then 204 (the current
+        # one, which names the window's first minute: taken again if a minute turns).
+        triage: dict[str, Any] = {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "dt-triage"}
+        get(url("overview", query="tfp=stale"), 200, **triage)
+        for _attempt in range(3):
+            minute = timezone.now().replace(second=0, microsecond=0)
+            fresh = url("overview", query=f"tfp={failure_groups().fingerprint}")
+            with CaptureQueriesContext(connection) as captured:
+                response = self.client.get(fresh, **triage)
+            if timezone.now().replace(second=0, microsecond=0) == minute:
+                break
+        assert response.status_code == 204
+        count, scanning = plans_scanning_results(captured)
+        explained += count
+        scans.extend((fresh, sql) for sql in scanning)
         assert explained > 2 * len(pages), explained
         assert scans == [], "\n\n".join(f"{page}\n{sql}" for page, sql in scans)
 
