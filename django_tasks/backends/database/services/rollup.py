@@ -197,15 +197,16 @@ def roll_up(
 
 def _rolled_until(backend_name: str, *, using: str, first: datetime) -> datetime:
     """Where the roll-up of ``backend_name`` stands; start it at ``first`` if it never ran."""
-    rollups = DBRollup.objects.using(using)
-    current = rollups.filter(backend_name=backend_name).values_list("rolled_until", flat=True)
-    for rolled_until in current:
+    rolled_until = _position(backend_name, using=using)
+    if rolled_until is not None:
         return rolled_until
     try:
         with transaction.atomic(using=using):
-            rollups.create(backend_name=backend_name, rolled_until=first)
+            DBRollup.objects.using(using).create(backend_name=backend_name, rolled_until=first)
     except IntegrityError:  # another worker started it first
-        return current.get()
+        started = _position(backend_name, using=using)
+        assert started is not None
+        return started
     return first
 
 
